@@ -1,0 +1,194 @@
+"""One IncomingCall → one Decision: which workstream owns the call, its typed context, which queue.
+
+The whole pure pipeline is :func:`route`. It never raises for a well-formed IncomingCall: every
+failure has a defined outcome, recorded in the Decision's ``rule``, ``warnings`` and ``errors``:
+
+- the called number belongs to no workstream → the top-level ``default_queue`` (rule
+  ``unknown-number``), or, without one, the call is rejected with reason ``none`` — a call to a
+  number nobody owns must not ring unanswered for 30 s;
+- the User-to-User value cannot be decoded, or a value does not fit its variable's type → the
+  workstream's ``invalid_context_queue`` (or its fallback queue), rule ``invalid-context``;
+- no rule matches (or no context arrived) → the ``fallback_queue``, rule ``fallback``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared import uui
+from shared.config import (
+    AnswerQueue,
+    CompiledCondition,
+    CompiledRule,
+    CompiledWorkstream,
+    RedirectQueue,
+    RejectQueue,
+    Routing,
+    TransferQueue,
+)
+from shared.context import Context, Issue, map_context
+from shared.events import IncomingCall
+from shared.values import Value
+
+RULE_FALLBACK = "fallback"
+RULE_INVALID_CONTEXT = "invalid-context"
+RULE_UNKNOWN_NUMBER = "unknown-number"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # answer | redirect | transfer | reject
+    queue: str | None
+    rule: str
+    workstream: str | None
+    target: str | None = None
+    callback_url: str | None = None
+    uui_format: str | None = None
+    reject_reason: str | None = None
+    context: Mapping[str, Value] = field(default_factory=dict)
+    sensitive: frozenset[str] = frozenset()
+    #: The workstream's uui.positional names, to label (and redact) positional values.
+    positional_names: tuple[str, ...] = ()
+    uui: uui.DecodedUUI | None = None
+    uui_error: uui.UUIError | None = None
+    warnings: tuple[Issue, ...] = ()
+    errors: tuple[Issue, ...] = ()
+
+    @property
+    def uui_form(self) -> str:
+        """How the UUI arrived: none, plain, hex, hex;pd=N, or invalid (for logs and telemetry)."""
+        if self.uui is not None:
+            return f"hex;pd={self.uui.pd}" if self.uui.encoding == "hex" and self.uui.pd is not None else self.uui.encoding
+        return "invalid" if self.uui_error is not None else "none"
+
+
+def _holds(cond: CompiledCondition, values: Mapping[str, Value]) -> bool:
+    present = cond.variable in values
+    if cond.op == "exists":
+        return present is cond.operand
+    if not present:
+        return False
+    value = values[cond.variable]
+    if cond.ignore_case and isinstance(value, str):
+        value = value.casefold()
+    op, operand = cond.op, cond.operand
+    if op == "eq":
+        return bool(value == operand)
+    if op == "ne":
+        return bool(value != operand)
+    if op == "in":
+        return value in operand
+    if op == "not_in":
+        return value not in operand
+    if op == "matches":
+        return isinstance(value, str) and operand.search(value) is not None
+    # Ordering operators are only accepted on number variables (checked at load time).
+    if op == "lt":
+        return bool(value < operand)
+    if op == "lte":
+        return bool(value <= operand)
+    if op == "gt":
+        return bool(value > operand)
+    return bool(value >= operand)  # gte
+
+
+def first_match(rules: tuple[CompiledRule, ...], values: Mapping[str, Value]) -> CompiledRule | None:
+    """Route-to-queue rules in order; the first whose conditions all hold wins."""
+    for rule in rules:
+        if all(_holds(c, values) for c in rule.conditions):
+            return rule
+    return None
+
+
+def _to_queue(
+    routing: Routing,
+    queue_name: str,
+    rule: str,
+    workstream: str | None,
+    **kwargs: object,
+) -> Decision:
+    queue = routing.queues[queue_name]
+    extra: dict[str, object] = {}
+    if isinstance(queue, AnswerQueue):
+        extra["callback_url"] = queue.callback_url
+    elif isinstance(queue, RedirectQueue):
+        extra["target"] = queue.target
+    elif isinstance(queue, TransferQueue):
+        extra["target"] = queue.target
+        extra["uui_format"] = queue.uui_format
+    elif isinstance(queue, RejectQueue):
+        extra["reject_reason"] = queue.reason
+    return Decision(action=queue.action, queue=queue_name, rule=rule, workstream=workstream, **extra, **kwargs)  # type: ignore[arg-type]
+
+
+def _decode(call: IncomingCall, ws: CompiledWorkstream | None) -> tuple[uui.DecodedUUI | None, uui.UUIError | None]:
+    if call.uui is None:
+        return None, None
+    settings = ws.uui if ws is not None else None
+    try:
+        decoded = uui.decode(
+            call.uui,
+            max_length=settings.max_length if settings else uui.ACS_UUI_MAX,
+            default_encoding=settings.default_encoding if settings else "plain",
+        )
+    except uui.UUIError as exc:
+        return None, exc
+    return decoded, None
+
+
+def route(call: IncomingCall, routing: Routing) -> Decision:
+    """Decide what happens to one transferred call. Pure and fast: no I/O."""
+    ws = routing.by_number.get(call.called.address)
+    decoded, error = _decode(call, ws)
+    if ws is None:
+        issue = Issue(
+            "unknown_number",
+            None,
+            f"called number {call.called.address} is not owned by any workstream",
+        )
+        if routing.default_queue is not None:
+            return _to_queue(
+                routing, routing.default_queue, RULE_UNKNOWN_NUMBER, None, uui=decoded, uui_error=error, warnings=(issue,)
+            )
+        issue = Issue(issue.code, None, issue.message + " and no default_queue is configured; rejected")
+        return Decision(
+            action="reject",
+            queue=None,
+            rule=RULE_UNKNOWN_NUMBER,
+            workstream=None,
+            reject_reason="none",
+            uui=decoded,
+            uui_error=error,
+            errors=(issue,),
+        )
+
+    headers = tuple((h.name, h.value, f"{h.source} header {h.header}") for h in call.custom_headers)
+    ctx: Context = map_context(
+        ws,
+        decoded.pairs if decoded else None,
+        decoded.positional if decoded else None,
+        headers,
+    )
+    warnings: tuple[Issue, ...] = ctx.warnings
+    if decoded is not None and decoded.warnings:
+        warnings = tuple(Issue("uui_warning", None, w) for w in decoded.warnings) + warnings
+    errors: tuple[Issue, ...] = ctx.errors
+    if error is not None:
+        errors = (Issue(f"uui_{error.kind}", None, f"User-to-User ({call.uui_header}): {error.message}"), *errors)
+    sensitive = frozenset(name for name, var in ws.variables.items() if var.sensitive)
+    common = dict(
+        context=ctx.values,
+        sensitive=sensitive,
+        positional_names=ws.uui.positional,
+        uui=decoded,
+        uui_error=error,
+        warnings=warnings,
+        errors=errors,
+    )
+    if errors:
+        return _to_queue(routing, ws.invalid_context_queue, RULE_INVALID_CONTEXT, ws.name, **common)
+    rule = first_match(ws.rules, ctx.values)
+    if rule is None:
+        return _to_queue(routing, ws.fallback_queue, RULE_FALLBACK, ws.name, **common)
+    return _to_queue(routing, rule.queue, rule.name, ws.name, **common)

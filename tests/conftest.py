@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+EXAMPLES = ROOT / "examples"
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def example_routing():  # type: ignore[no-untyped-def]
+    from shared import config
+
+    return config.load_file(str(EXAMPLES / "routing.example.yaml"))
+
+
+@pytest.fixture(scope="session")
+def app_routing():  # type: ignore[no-untyped-def]
+    from shared import config
+
+    return config.load_file(str(ROOT / "routing.yaml"))
