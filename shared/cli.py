@@ -103,7 +103,8 @@ def cmd_route(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             context = ", ".join(f"{k}={v}" for k, v in view["context"].items()) or "(none)"
             out.write(
                 f"{view['called']}: workstream {view['workstream'] or '-'}, rule {view['rule']}, "
-                f"queue {view['queue'] or '-'}, {view['action']} {view['target'] or ''}".rstrip() + "\n"
+                f"queue {view['queue'] or '-'}, {view['action']} {view['target'] or ''}".rstrip()
+                + "\n"
             )
             out.write(f"  context: {context}\n")
             for message in view["warnings"]:

@@ -310,8 +310,8 @@ def _check_references(cfg: RoutingConfig, source: str) -> tuple[list[str], list[
             conditions: list[CompiledCondition] = []
             for var_name, cond in rule.when.items():
                 cpath = f"{rpath}.when.{var_name}"
-                var = variables.get(var_name)
-                if var is None:
+                declared_var = variables.get(var_name)
+                if declared_var is None:
                     declared = ", ".join(variables) or "none"
                     problems.append(
                         f"{source}: {cpath}: {var_name!r} is not a declared context variable (declared: {declared})"
@@ -319,7 +319,7 @@ def _check_references(cfg: RoutingConfig, source: str) -> tuple[list[str], list[
                     continue
                 for op, operand in cond.operators().items():
                     try:
-                        typed = _typed_operand(var, op, operand, cond.ignore_case)
+                        typed = _typed_operand(declared_var, op, operand, cond.ignore_case)
                     except ValueError as exc:
                         problems.append(f"{source}: {cpath}.{op}: {exc}")
                         continue

@@ -23,6 +23,7 @@ from decimal import Decimal
 from shared.config import CompiledWorkstream
 from shared.values import TypeMismatch, Value, convert
 
+
 @dataclass(frozen=True)
 class Issue:
     """A warning or error about the context, safe to log: it never holds a sensitive value."""

@@ -29,7 +29,7 @@ class Claims:
 
     def _expire(self, now: float) -> None:
         while self._seen:
-            key, at = next(iter(self._seen.items()))
+            _, at = next(iter(self._seen.items()))
             if now - at < self._ttl and len(self._seen) <= self._max:
                 break
             self._seen.popitem(last=False)

@@ -35,8 +35,9 @@ def uui_view(decision: Decision, *, reveal: bool = False) -> dict[str, Any] | No
         view = uui.report_error(decision.uui_error)
     if reveal:
         return view
-    if isinstance(view.get("text"), str):
-        view["text"] = f"{MASK} ({len(view['text'])} characters)"
+    text = view.get("text")
+    if isinstance(text, str):
+        view["text"] = f"{MASK} ({len(text)} characters)"
     pairs = view.get("pairs")
     if isinstance(pairs, dict):
         view["pairs"] = {k: MASK if k in decision.sensitive else v for k, v in pairs.items()}

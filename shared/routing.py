@@ -14,7 +14,8 @@ failure has a defined outcome, recorded in the Decision's ``rule``, ``warnings``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from shared import uui
 from shared.config import (
@@ -29,6 +30,7 @@ from shared.config import (
 )
 from shared.context import Context, Issue, map_context
 from shared.events import IncomingCall
+from shared.uui import DecodedUUI, UUIError
 from shared.values import Value
 
 RULE_FALLBACK = "fallback"
@@ -50,8 +52,8 @@ class Decision:
     sensitive: frozenset[str] = frozenset()
     #: The workstream's uui.positional names, to label (and redact) positional values.
     positional_names: tuple[str, ...] = ()
-    uui: uui.DecodedUUI | None = None
-    uui_error: uui.UUIError | None = None
+    uui: DecodedUUI | None = None
+    uui_error: UUIError | None = None
     warnings: tuple[Issue, ...] = ()
     errors: tuple[Issue, ...] = ()
 
@@ -59,7 +61,9 @@ class Decision:
     def uui_form(self) -> str:
         """How the UUI arrived: none, plain, hex, hex;pd=N, or invalid (for logs and telemetry)."""
         if self.uui is not None:
-            return f"hex;pd={self.uui.pd}" if self.uui.encoding == "hex" and self.uui.pd is not None else self.uui.encoding
+            return (
+                f"hex;pd={self.uui.pd}" if self.uui.encoding == "hex" and self.uui.pd is not None else self.uui.encoding
+            )
         return "invalid" if self.uui_error is not None else "none"
 
 
@@ -101,25 +105,20 @@ def first_match(rules: tuple[CompiledRule, ...], values: Mapping[str, Value]) ->
     return None
 
 
-def _to_queue(
-    routing: Routing,
-    queue_name: str,
-    rule: str,
-    workstream: str | None,
-    **kwargs: object,
-) -> Decision:
+def _to_queue(routing: Routing, queue_name: str, rule: str, base: Decision) -> Decision:
+    """The Decision to send the call to a queue: the queue's action and its parameters."""
     queue = routing.queues[queue_name]
-    extra: dict[str, object] = {}
+    fields: dict[str, Any] = {"action": queue.action, "queue": queue_name, "rule": rule}
     if isinstance(queue, AnswerQueue):
-        extra["callback_url"] = queue.callback_url
+        fields["callback_url"] = queue.callback_url
     elif isinstance(queue, RedirectQueue):
-        extra["target"] = queue.target
+        fields["target"] = queue.target
     elif isinstance(queue, TransferQueue):
-        extra["target"] = queue.target
-        extra["uui_format"] = queue.uui_format
+        fields["target"] = queue.target
+        fields["uui_format"] = queue.uui_format
     elif isinstance(queue, RejectQueue):
-        extra["reject_reason"] = queue.reason
-    return Decision(action=queue.action, queue=queue_name, rule=rule, workstream=workstream, **extra, **kwargs)  # type: ignore[arg-type]
+        fields["reject_reason"] = queue.reason
+    return replace(base, **fields)
 
 
 def _decode(call: IncomingCall, ws: CompiledWorkstream | None) -> tuple[uui.DecodedUUI | None, uui.UUIError | None]:
@@ -132,7 +131,7 @@ def _decode(call: IncomingCall, ws: CompiledWorkstream | None) -> tuple[uui.Deco
             max_length=settings.max_length if settings else uui.ACS_UUI_MAX,
             default_encoding=settings.default_encoding if settings else "plain",
         )
-    except uui.UUIError as exc:
+    except UUIError as exc:
         return None, exc
     return decoded, None
 
@@ -148,9 +147,8 @@ def route(call: IncomingCall, routing: Routing) -> Decision:
             f"called number {call.called.address} is not owned by any workstream",
         )
         if routing.default_queue is not None:
-            return _to_queue(
-                routing, routing.default_queue, RULE_UNKNOWN_NUMBER, None, uui=decoded, uui_error=error, warnings=(issue,)
-            )
+            base = Decision("", None, "", None, uui=decoded, uui_error=error, warnings=(issue,))
+            return _to_queue(routing, routing.default_queue, RULE_UNKNOWN_NUMBER, base)
         issue = Issue(issue.code, None, issue.message + " and no default_queue is configured; rejected")
         return Decision(
             action="reject",
@@ -175,9 +173,16 @@ def route(call: IncomingCall, routing: Routing) -> Decision:
         warnings = tuple(Issue("uui_warning", None, w) for w in decoded.warnings) + warnings
     errors: tuple[Issue, ...] = ctx.errors
     if error is not None:
-        errors = (Issue(f"uui_{error.kind}", None, f"User-to-User ({call.uui_header}): {error.message}"), *errors)
+        errors = (
+            Issue(f"uui_{error.kind}", None, f"User-to-User ({call.uui_header}): {error.message}"),
+            *errors,
+        )
     sensitive = frozenset(name for name, var in ws.variables.items() if var.sensitive)
-    common = dict(
+    base = Decision(
+        "",
+        None,
+        "",
+        ws.name,
         context=ctx.values,
         sensitive=sensitive,
         positional_names=ws.uui.positional,
@@ -187,8 +192,8 @@ def route(call: IncomingCall, routing: Routing) -> Decision:
         errors=errors,
     )
     if errors:
-        return _to_queue(routing, ws.invalid_context_queue, RULE_INVALID_CONTEXT, ws.name, **common)
+        return _to_queue(routing, ws.invalid_context_queue, RULE_INVALID_CONTEXT, base)
     rule = first_match(ws.rules, ctx.values)
     if rule is None:
-        return _to_queue(routing, ws.fallback_queue, RULE_FALLBACK, ws.name, **common)
-    return _to_queue(routing, rule.queue, rule.name, ws.name, **common)
+        return _to_queue(routing, ws.fallback_queue, RULE_FALLBACK, base)
+    return _to_queue(routing, rule.queue, rule.name, base)

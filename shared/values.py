@@ -42,5 +42,3 @@ def convert(type_: str, text: str) -> Value:
             return False
         raise TypeMismatch
     raise TypeMismatch
-
-

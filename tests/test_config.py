@@ -84,12 +84,19 @@ def test_every_problem_is_reported_at_once_with_its_path() -> None:
         (('target: "+14255550123"', 'target: "14255550123"'), "queues.vip.target", "E.164 number"),
         (('target: "+14255550123"', 'target: "+1"'), "queues.vip.target", "not an E.164 number"),
         (('"+14255550100"', '"555-0100"'), "workstreams[0].numbers", "neither an E.164 number"),
-        (("type: number", "type: money"), "workstreams[0].context_variables[1].type", "'text', 'number' or 'boolean'"),
+        (
+            ("type: number", "type: money"),
+            "workstreams[0].context_variables[1].type",
+            "'text', 'number' or 'boolean'",
+        ),
         (("{eq: billing}", "{like: billing}"), "workstreams[0].rules[0].when.Intent.like", "Extra inputs"),
         (("{eq: billing}", "{}"), "workstreams[0].rules[0].when.Intent", "at least one operator"),
         (("fallback_queue: agents", ""), "workstreams[0].fallback_queue", "Field required"),
-        (('callback_url: "https://agents.example.com/api/callbacks"', "callback_url: nope"),
-         "queues.agents.callback_url", "should match pattern"),
+        (
+            ('callback_url: "https://agents.example.com/api/callbacks"', "callback_url: nope"),
+            "queues.agents.callback_url",
+            "should match pattern",
+        ),
     ],
 )
 def test_structural_mistakes_name_the_path_and_the_problem(change: tuple[str, str], path: str, fragment: str) -> None:
@@ -99,7 +106,9 @@ def test_structural_mistakes_name_the_path_and_the_problem(change: tuple[str, st
 
 def test_ordering_operators_need_a_number_variable() -> None:
     found = problems(BASE.replace("Intent: {eq: billing}", "Intent: {gte: 5}"))
-    assert found == ["test.yaml: workstreams[0].rules[0].when.Intent.gte: 'gte' needs a number variable, Intent is text"]
+    assert found == [
+        "test.yaml: workstreams[0].rules[0].when.Intent.gte: 'gte' needs a number variable, Intent is text"
+    ]
 
 
 def test_a_bad_regular_expression_is_a_load_time_error() -> None:
@@ -115,7 +124,9 @@ def test_a_number_owned_by_two_workstreams_is_an_error() -> None:
 
 def test_positional_names_must_be_declared_variables() -> None:
     text = BASE.replace("    context_variables:", "    uui: {positional: [Intent, Account]}\n    context_variables:")
-    assert problems(text) == ["test.yaml: workstreams[0].uui.positional[1]: 'Account' is not a declared context variable"]
+    assert problems(text) == [
+        "test.yaml: workstreams[0].uui.positional[1]: 'Account' is not a declared context variable"
+    ]
 
 
 def test_uui_parameter_names_cannot_be_context_variables() -> None:
@@ -133,12 +144,15 @@ def test_yaml_syntax_errors_give_the_line() -> None:
 
 
 def test_a_missing_file_is_a_config_error_naming_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(config.ConfigError, match="missing.yaml: cannot read"):
+    with pytest.raises(config.ConfigError, match=r"missing\.yaml: cannot read"):
         config.load_file(str(tmp_path / "missing.yaml"))
 
 
 def test_the_summary_names_queues_workstreams_and_sensitive_counts(example_routing: config.Routing) -> None:
     summary = example_routing.summary()
     assert "billing: transfer +14255550123" in summary
-    assert "workstream retail-ivr: numbers +14255550100, +14255550101; 8 context variables (2 sensitive); 3 rules" in summary
+    assert (
+        "workstream retail-ivr: numbers +14255550100, +14255550101; 8 context variables (2 sensitive); 3 rules"
+        in summary
+    )
     assert "(none: such calls are rejected)" in summary

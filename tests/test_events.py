@@ -88,7 +88,10 @@ def test_x_user_to_user_is_only_a_fallback() -> None:
 def test_custom_headers_keep_their_case_and_reserved_x_ms_names_are_not_context() -> None:
     sip = {"X-MS-Custom-CaseId": "42", "x-Intent": "billing", "X-MS-SBC-Host": "sbc1", "Contact": "x"}
     [call] = events.parse_events(with_data(EG, customContext={"sipHeaders": sip}))
-    assert {(h.name, h.header) for h in call.custom_headers} == {("CaseId", "X-MS-Custom-CaseId"), ("Intent", "x-Intent")}
+    assert {(h.name, h.header) for h in call.custom_headers} == {
+        ("CaseId", "X-MS-Custom-CaseId"),
+        ("Intent", "x-Intent"),
+    }
 
 
 def test_a_missing_custom_context_is_no_context_not_an_error() -> None:

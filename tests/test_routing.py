@@ -25,8 +25,12 @@ def call(to: str = "+14255550100", sip: dict[str, str] | None = None, base: dict
     return events.parse_events(ev)[0]
 
 
-def test_a_vip_flag_in_an_x_ms_custom_header_redirects_to_the_vip_queue(example_routing: config.Routing) -> None:
-    d = routing.route(call(sip={"User-To-User": "Intent=billing;Priority=9", "X-MS-Custom-IsVip": "yes"}), example_routing)
+def test_a_vip_flag_in_an_x_ms_custom_header_redirects_to_the_vip_queue(
+    example_routing: config.Routing,
+) -> None:
+    d = routing.route(
+        call(sip={"User-To-User": "Intent=billing;Priority=9", "X-MS-Custom-IsVip": "yes"}), example_routing
+    )
     assert (d.action, d.queue, d.rule) == ("redirect", "vip", "vip-callers")
     assert d.target == "8:acs:11111111-2222-3333-4444-555555555555_00000001-0000-0000-0000-000000000001"
     assert d.context == {"Intent": "billing", "Priority": 9, "IsVip": True}
@@ -40,7 +44,13 @@ def test_first_match_wins_when_two_rules_hold(example_routing: config.Routing) -
 
 def test_billing_with_priority_is_transferred_with_its_uui_format(example_routing: config.Routing) -> None:
     d = routing.route(call(sip={"User-To-User": "Intent=payments;Priority=5"}), example_routing)
-    assert (d.action, d.queue, d.rule, d.target, d.uui_format) == ("transfer", "billing", "billing-priority", "+14255550123", "hex")
+    assert (d.action, d.queue, d.rule, d.target, d.uui_format) == (
+        "transfer",
+        "billing",
+        "billing-priority",
+        "+14255550123",
+        "hex",
+    )
 
 
 def test_all_conditions_of_a_rule_must_hold(example_routing: config.Routing) -> None:
@@ -62,7 +72,9 @@ def test_no_context_at_all_goes_to_the_fallback_queue(example_routing: config.Ro
     assert (d.rule, d.queue, d.errors, d.uui_form) == ("fallback", "agents", (), "none")
 
 
-def test_an_undecodable_uui_goes_to_the_invalid_context_queue_naming_the_error(example_routing: config.Routing) -> None:
+def test_an_undecodable_uui_goes_to_the_invalid_context_queue_naming_the_error(
+    example_routing: config.Routing,
+) -> None:
     d = routing.route(call(sip={"User-To-User": "7369706G6579313D;encoding=hex"}), example_routing)
     assert (d.rule, d.queue, d.action) == ("invalid-context", "agents", "answer")
     assert [e.code for e in d.errors] == ["uui_non_hex_characters"]
@@ -103,7 +115,9 @@ def test_undeclared_keys_are_warnings_and_not_used(example_routing: config.Routi
     assert [(w.code, w.variable) for w in d.warnings] == [("undeclared_key", "Color")]
 
 
-def test_a_header_repeating_a_uui_variable_is_a_warning_and_the_uui_wins(example_routing: config.Routing) -> None:
+def test_a_header_repeating_a_uui_variable_is_a_warning_and_the_uui_wins(
+    example_routing: config.Routing,
+) -> None:
     d = routing.route(call(sip={"User-To-User": "Priority=7", "X-Priority": "1"}), example_routing)
     assert d.context["Priority"] == 7
     assert any(w.code == "duplicate_variable" for w in d.warnings)
@@ -115,9 +129,17 @@ def test_extra_positional_values_are_a_warning(example_routing: config.Routing) 
     assert [w.code for w in d.warnings] == ["extra_positional"]
 
 
-def test_an_unknown_number_without_default_queue_is_rejected_with_an_error(example_routing: config.Routing) -> None:
+def test_an_unknown_number_without_default_queue_is_rejected_with_an_error(
+    example_routing: config.Routing,
+) -> None:
     d = routing.route(call(to="+14255550199", sip={"User-To-User": "a=b"}), example_routing)
-    assert (d.action, d.queue, d.rule, d.workstream, d.reject_reason) == ("reject", None, "unknown-number", None, "none")
+    assert (d.action, d.queue, d.rule, d.workstream, d.reject_reason) == (
+        "reject",
+        None,
+        "unknown-number",
+        None,
+        "none",
+    )
     assert "+14255550199 is not owned by any workstream" in d.errors[0].message
 
 
@@ -136,9 +158,7 @@ def test_the_public_samples_route_to_a_defined_outcome(sample: dict, example_rou
     assert d.uui_error is not None and d.uui_error.kind == "odd_length_hex"
 
 
-@pytest.mark.parametrize(
-    "entry", load_json(EXAMPLES / "calls" / "manifest.json"), ids=lambda e: e["file"]
-)
+@pytest.mark.parametrize("entry", load_json(EXAMPLES / "calls" / "manifest.json"), ids=lambda e: e["file"])
 def test_every_bundled_transferred_call_gets_its_expected_queue(entry: dict, app_routing: config.Routing) -> None:
     [c] = events.parse_events((EXAMPLES / "calls" / entry["file"]).read_bytes())
     d = routing.route(c, app_routing)
