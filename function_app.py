@@ -1,0 +1,17 @@
+"""The Handoff function app: one FunctionApp, blueprints from functions/.
+
+Importing this module is the worker's start-up: settings and the routing configuration are read
+and checked here, and the Call Automation client is created, so a bad setting fails now with a
+message naming it, not on the first ringing call.
+"""
+
+import azure.functions as func
+
+from functions import callbacks, incoming_call
+from shared import service
+
+service.start()
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(incoming_call.bp)
+app.register_functions(callbacks.bp)

@@ -1,0 +1,22 @@
+"""HTTP trigger for Call Automation callbacks (``/api/callbacks``). Thin: verify, hand over, reply.
+
+Anonymous at the Functions level on purpose: Call Automation cannot send a function key, so every
+request is authenticated by its Bearer JWT instead (shared/callback_auth.py); 401 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+
+from shared import service
+
+bp = func.Blueprint()
+
+
+@bp.function_name("callbacks")
+@bp.route(route="callbacks", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def callbacks(req: func.HttpRequest) -> func.HttpResponse:
+    status, body = service.current().handle_callback_request(req.headers.get("Authorization"), req.get_body())
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")

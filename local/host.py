@@ -1,0 +1,187 @@
+"""A local stand-in for the Azure Functions host: serves the app's own triggers over HTTP on loopback.
+
+The real host (Core Tools, ``func start``) cannot run on a machine without internet, so this one
+does the part we need, the way the host does it:
+
+- ``POST /runtime/webhooks/eventgrid?functionName=NAME`` with ``aeg-event-type: Notification``: the
+  body is a JSON array of events; each is decoded by azure-functions' own Event Grid converter
+  (the worker's code path, giving ``func.EventGridEvent`` or ``func.CloudEvent``) and the function
+  is invoked once per event. Any invocation raising → 500, so Event Grid redelivers; else 202.
+- ``aeg-event-type: SubscriptionValidation``: answers ``{"validationResponse": code}`` with 200.
+- ``OPTIONS`` with ``WebHook-Request-Origin`` (CloudEvents handshake): ``WebHook-Allowed-Origin``.
+- ``/api/<route>``: HTTP triggers, given a real ``func.HttpRequest``.
+
+It dispatches to the function objects registered on the ``FunctionApp`` (``app.get_functions()``),
+never to a copy of their logic. Development only: excluded from the deployed package.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import azure.functions as func
+from azure.functions import meta
+from azure.functions.eventgrid import EventGridEventInConverter
+
+_MAX_BODY = 1 << 20  # Event Grid batches are at most 1 MB
+
+
+class LocalHost:
+    def __init__(self, app: func.FunctionApp, host: str = "127.0.0.1", port: int = 0):
+        self.event_grid: dict[str, Callable[..., Any]] = {}
+        self.http: list[tuple[str, set[str], Callable[..., Any]]] = []
+        for fn in app.get_functions():
+            trigger = fn.get_trigger()
+            user = fn.get_user_function()
+            kind = trigger.get_binding_name()
+            if kind == "eventGridTrigger":
+                self.event_grid[fn.get_function_name()] = user
+            elif kind == "httpTrigger":
+                route = getattr(trigger, "route", None) or fn.get_function_name()
+                methods = {str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or [])}
+                self.http.append((route.strip("/"), methods or {"GET", "POST"}, user))
+        self.errors: list[str] = []
+        handler = _handler_for(self)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def event_grid_url(self, function_name: str = "incoming_call") -> str:
+        return f"{self.url}/runtime/webhooks/eventgrid?functionName={function_name}"
+
+    def start(self) -> LocalHost:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-host", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> LocalHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # without it every keep-alive response stalls ~40 ms on delayed ACKs
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if body and not (headers and any(h.lower() == "content-type" for h in headers)):
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > _MAX_BODY:
+                raise ValueError("body too large")
+            return self.rfile.read(length) if length else b""
+
+        def do_OPTIONS(self) -> None:
+            origin = self.headers.get("WebHook-Request-Origin")
+            if urlsplit(self.path).path == "/runtime/webhooks/eventgrid" and origin:
+                self._reply(200, headers={"WebHook-Allowed-Origin": origin, "Allow": "POST"})
+            else:
+                self._reply(404)
+
+        def do_GET(self) -> None:
+            self._http_trigger("GET")
+
+        def do_POST(self) -> None:
+            parts = urlsplit(self.path)
+            if parts.path == "/runtime/webhooks/eventgrid":
+                self._event_grid(parse_qs(parts.query))
+            else:
+                self._http_trigger("POST")
+
+        def _event_grid(self, query: dict[str, list[str]]) -> None:
+            name = (query.get("functionName") or [""])[0]
+            user = host.event_grid.get(name)
+            body = self._body()
+            if user is None:
+                self._reply(404, json.dumps({"error": f"no Event Grid function named {name!r}"}).encode())
+                return
+            kind = self.headers.get("aeg-event-type", "")
+            try:
+                items = json.loads(body)
+            except ValueError:
+                self._reply(400, b'{"error": "body is not JSON"}')
+                return
+            items = items if isinstance(items, list) else [items]
+            if kind == "SubscriptionValidation":
+                code = items[0].get("data", {}).get("validationCode") if items and isinstance(items[0], dict) else None
+                if not code:
+                    self._reply(400, b'{"error": "no validationCode"}')
+                    return
+                self._reply(200, json.dumps({"validationResponse": code}).encode())
+                return
+            if kind != "Notification":
+                self._reply(400, b'{"error": "aeg-event-type must be Notification or SubscriptionValidation"}')
+                return
+            failed = []
+            for item in items:
+                try:
+                    event = EventGridEventInConverter.decode(
+                        meta.Datum(type="json", value=json.dumps(item)), trigger_metadata=None
+                    )
+                    user(event)
+                except Exception as exc:  # the host reports a failed invocation as 500
+                    failed.append(f"{type(exc).__name__}: {exc}")
+            if failed:
+                host.errors.extend(failed)
+                self._reply(500, json.dumps({"errors": failed}).encode())
+            else:
+                self._reply(202)
+
+        def _http_trigger(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            body = self._body()
+            path = parts.path
+            for route, methods, user in host.http:
+                if path.strip("/") == f"api/{route}" and method in methods:
+                    request = func.HttpRequest(
+                        method=method,
+                        url=f"{host.url}{self.path}",
+                        headers=dict(self.headers.items()),
+                        params={k: v[0] for k, v in parse_qs(parts.query).items()},
+                        route_params={},
+                        body=body,
+                    )
+                    try:
+                        response = user(request)
+                    except Exception as exc:
+                        host.errors.append(f"{type(exc).__name__}: {exc}")
+                        self._reply(500)
+                        return
+                    headers = dict(response.headers.items())
+                    if response.mimetype:
+                        headers.setdefault("Content-Type", response.mimetype)
+                    self._reply(response.status_code, response.get_body(), headers)
+                    return
+            self._reply(404)
+
+    return Handler

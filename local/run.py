@@ -1,0 +1,177 @@
+"""``make run``: the function app on loopback against the local Call Automation emulator.
+
+1. starts the Call Automation emulator and the local Functions host (127.0.0.1, ephemeral ports);
+2. imports ``function_app`` with settings pointing at them (the real start-up path);
+3. replays the bundled transferred calls in ``examples/calls/`` through
+   ``POST /runtime/webhooks/eventgrid?functionName=incoming_call``, as Event Grid does;
+4. prints one line per call: called number, UUI form, context variables (sensitive ones masked),
+   rule, queue, and the action **as the emulator recorded it**;
+5. keeps serving until Ctrl-C, printing the URL to post more events to — or, with ``--once``,
+   exits after the replay: status 0 only if every call got its expected action.
+
+Nothing leaves the machine: callbacks for hosts other than loopback (agents.example.com) are
+recorded by the emulator, not sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from local.emulator import CallAutomationEmulator, RecordedAction
+from local.host import LocalHost
+
+ROOT = Path(__file__).resolve().parent.parent
+CALLS = ROOT / "examples" / "calls"
+
+
+class _Collector(logging.Handler):
+    """Keeps the structured fields the service logs for each call, by event id."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.by_event: dict[str, dict[str, Any]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "handoff", None)
+        if isinstance(fields, dict) and fields.get("event_id"):
+            self.by_event[fields["event_id"]] = fields
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post_events(url: str, events: Any, timeout: float = 30.0) -> int:
+    body = json.dumps(events).encode()
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", "aeg-event-type": "Notification"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def local_settings(emu: CallAutomationEmulator, host_port: int) -> dict[str, str]:
+    return {
+        "ACS_ENDPOINT": emu.endpoint,
+        "ACS_ACCESS_KEY": emu.access_key,
+        "ACS_RESOURCE_ID": emu.resource_id,
+        "HANDOFF_OPENID_CONFIG_URL": emu.openid_config_url,
+        "HANDOFF_CALLBACK_URL": f"http://127.0.0.1:{host_port}/api/callbacks",
+        "HANDOFF_CONFIG": os.environ.get("HANDOFF_CONFIG", "routing.yaml"),
+    }
+
+
+def describe_actions(actions: list[RecordedAction]) -> str:
+    """What the emulator executed for one call, e.g. 'answer → transfer to 4:+14255550123'."""
+    parts = []
+    for action in actions:
+        if action.operation == "redirect":
+            parts.append(f"redirect to {(action.body or {}).get('target', {}).get('rawId')}")
+        elif action.operation == "reject":
+            parts.append(f"reject ({action.body.get('callRejectReason', 'none')})")
+        elif action.operation == "answer":
+            parts.append(f"answer (callback {action.body.get('callbackUri')})")
+        elif action.operation == "transfer":
+            parts.append(f"transfer to {action.body.get('targetParticipant', {}).get('rawId')}")
+        else:
+            parts.append(action.operation)
+    return " → ".join(parts) or "nothing"
+
+
+def replay(host: LocalHost, emu: CallAutomationEmulator, collector: _Collector, out: Any) -> bool:
+    manifest = json.loads((CALLS / "manifest.json").read_text())
+    all_ok = True
+    out.write(f"Replaying {len(manifest)} transferred calls through {host.event_grid_url()}\n\n")
+    for entry in manifest:
+        events = json.loads((CALLS / entry["file"]).read_text())
+        status = post_events(host.event_grid_url(), events)
+        event = events[0]
+        context_token = event["data"]["incomingCallContext"]
+        expected = entry["expect"]["action"]
+        # A transfer queue is answered first; the transfer follows the CallConnected callback.
+        wanted = {
+            "answer": ["answer"],
+            "redirect": ["redirect"],
+            "reject": ["reject"],
+            "transfer": ["answer", "transfer"],
+        }
+        deadline = time.monotonic() + 5
+        while True:
+            mine = [a for a in emu.executed() if _belongs(a, context_token, emu)]
+            if [a.operation for a in mine] == wanted[expected] or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        fields = collector.by_event.get(event["id"], {})
+        context = ", ".join(f"{k}={v}" for k, v in (fields.get("context") or {}).items()) or "(none)"
+        ok = status in (200, 202) and [a.operation for a in mine] == wanted[expected]
+        all_ok &= ok
+        out.write(
+            f"{'OK ' if ok else 'BAD'} {entry['file']:22} to {fields.get('called', '?')}  uui {fields.get('uui_form', '?')}\n"
+            f"    context: {context}\n"
+            f"    rule {fields.get('rule')} → queue {fields.get('queue')} → emulator: {describe_actions(mine)}\n"
+        )
+        for message in (fields.get("errors") or []) + (fields.get("warnings") or []):
+            out.write(f"    note: {message}\n")
+    return all_ok
+
+
+def _belongs(action: RecordedAction, context_token: str, emu: CallAutomationEmulator) -> bool:
+    if (action.body or {}).get("incomingCallContext") == context_token:
+        return True
+    # Mid-call actions name the call connection created when that context was answered.
+    answered = [
+        a.call_connection_id for a in emu.executed("answer") if a.body.get("incomingCallContext") == context_token
+    ]
+    return (
+        action.call_connection_id is not None and action.call_connection_id in answered and action.operation != "answer"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--once", action="store_true", help="exit after the replay (status 0 if every call got its action)"
+    )
+    args = parser.parse_args(argv)
+
+    collector = _Collector()
+    logging.getLogger("handoff").addHandler(collector)
+    logging.getLogger("handoff").setLevel(logging.INFO)
+    with CallAutomationEmulator() as emu:
+        port = _free_port()
+        os.environ.update(local_settings(emu, port))
+        function_app = importlib.import_module("function_app")
+        with LocalHost(function_app.app, port=port) as host:
+            ok = replay(host, emu, collector, sys.stdout)
+            print(
+                f"\n{'Every call got its expected action.' if ok else 'Some calls did NOT get their expected action.'}"
+            )
+            if args.once:
+                return 0 if ok else 1
+            print(f"\nServing. Post IncomingCall events to:\n  {host.event_grid_url()}")
+            print("  (header aeg-event-type: Notification). Ctrl-C to stop.")
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                print("\nstopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Decision → Call Automation. The only module that talks to Azure Communication Services.
+
+Facts (handbook acs.md, "Call Automation SDK 1.6.0" and "Event Grid delivery"):
+- ``answer_call`` takes the queue's callback URL (https in Azure) and an ``operation_context`` that
+  ACS echoes in every callback: it carries the queue, workstream, correlation id and typed context.
+- ``redirect_call`` cannot carry custom headers; ``reject_call`` takes none/busy/forbidden.
+- azure-core's RetryPolicy retries 408/429/500/502/503/504 and connection errors, honours
+  ``Retry-After``, re-signs each attempt and keeps the ``Repeatability-Request-ID`` so the service
+  executes a retried request once. Its ``timeout`` bounds the whole operation: that is our deadline.
+- A stale ``incomingCallContext`` (the call stopped ringing after 30 s) is HTTP 400 with
+  ``IDX23010``: the event is over; retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from azure.communication.callautomation import CallAutomationClient
+from azure.communication.callautomation._shared.models import CommunicationIdentifier, identifier_from_raw_id
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline.policies import RetryPolicy
+
+from shared.context import to_json_value
+from shared.events import IncomingCall
+from shared.routing import Decision
+from shared.settings import Settings
+from shared.transfer import TransferHeaders
+
+log = logging.getLogger("handoff.calls")
+
+STALE_MARKER = "IDX23010"  # "Lifetime validation of the signed http request failed"
+#: ACS answers 4xx when a call was already answered/redirected/rejected by another delivery.
+#: Treated as done: someone already acted on this call.
+ALREADY_HANDLED_MARKERS = (
+    "incoming call already handled",  # the local emulator's wording; ACS's exact text is undocumented
+    "already been answered",
+    "already answered",
+    "already redirected",
+    "already rejected",
+    "already handled",
+    "call already",
+)
+
+# Outcome statuses: what became of the call, as logs, telemetry and the local run report it.
+DONE = "done"
+DUPLICATE = "duplicate"
+ALREADY_HANDLED = "already-handled"
+STALE = "stale"
+TRANSIENT = "transient-failure"
+PERMANENT = "permanent-failure"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    action: str
+    detail: str = ""
+    call_connection_id: str | None = None
+    elapsed_ms: float = 0.0
+    #: True when a redelivery of the same event could still succeed (Event Grid should retry).
+    retryable: bool = False
+
+
+def to_identifier(target: str) -> CommunicationIdentifier:
+    """E.164 numbers and every raw-id kind (8:acs:, 8:orgid:, 28:orgid:, ...) via the SDK's parser."""
+    return identifier_from_raw_id(f"4:{target}" if target.startswith("+") else target)
+
+
+def operation_context(call: IncomingCall, decision: Decision) -> str:
+    """Compact JSON that ACS echoes back in callbacks: enough to act on the call without state."""
+    return json.dumps(
+        {
+            "queue": decision.queue,
+            "workstream": decision.workstream,
+            "correlationId": call.correlation_id,
+            "context": {k: to_json_value(v) for k, v in decision.context.items()},
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def create_client(settings: Settings) -> CallAutomationClient:
+    """One client per process. HMAC with ACS_ACCESS_KEY locally; managed identity in Azure."""
+    credential: Any
+    if settings.acs_access_key:
+        credential = AzureKeyCredential(settings.acs_access_key)
+    else:
+        # Imported here: azure.identity costs ~170 ms of import time that key-based runs never need.
+        from azure.identity import ManagedIdentityCredential
+
+        credential = ManagedIdentityCredential(client_id=settings.azure_client_id)
+    retry = DeadlineRetryPolicy(
+        retry_total=5,
+        retry_backoff_factor=0.2,
+        retry_backoff_max=2,
+        timeout=settings.deadline_seconds,
+    )
+    return CallAutomationClient(
+        settings.acs_endpoint,
+        credential,
+        retry_policy=retry,
+        connection_timeout=min(3.0, settings.deadline_seconds),
+        read_timeout=settings.deadline_seconds,
+    )
+
+
+class DeadlineExceeded(Exception):
+    """A retry would end after the deadline: give up now, while the call still rings."""
+
+
+class DeadlineRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+    """azure-core's RetryPolicy with two changes that serve a ringing call.
+
+    - POST is retried like any other method: every Call Automation request carries a
+      ``Repeatability-Request-ID`` that the retry keeps, so the service executes it at most once
+      (the stock policy retries POST only on 500/503/504, not on 502, 429 without Retry-After or
+      timeouts).
+    - No wait, whether ``Retry-After`` or backoff, may end past the deadline (``timeout``): the
+      stock policy sleeps a 60 s Retry-After even with a 10 s timeout; a call rings for 30 s.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._method_whitelist = frozenset([*self._method_whitelist, "POST"])
+
+    def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+        settings = super().configure_retries(options)
+        settings["deadline"] = time.monotonic() + settings["timeout"]
+        return settings
+
+    def sleep(self, settings: dict[str, Any], transport: Any, response: Any = None) -> None:
+        wait = self.get_retry_after(response) if response is not None else None
+        if wait is None:
+            wait = self.get_backoff_time(settings)
+        if time.monotonic() + wait >= settings["deadline"]:
+            raise DeadlineExceeded(
+                f"the next attempt would start {wait:.1f}s from now, past the {settings['timeout']:g}s deadline"
+            )
+        super().sleep(settings, transport, response)
+
+
+def classify(exc: Exception) -> tuple[str, bool, str]:
+    """(status, retryable, detail) for an error from Call Automation."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, HttpResponseError):
+        code = exc.status_code
+        text = str(exc)
+        if code == 400 and STALE_MARKER in text:
+            return STALE, False, "the incoming call context expired (IDX23010): the call stopped ringing"
+        lowered = text.lower()
+        if isinstance(exc, ResourceExistsError) or any(m in lowered for m in ALREADY_HANDLED_MARKERS):
+            return ALREADY_HANDLED, False, f"Call Automation says the call was already handled: {message}"
+        if isinstance(exc, ClientAuthenticationError) or code in (400, 401, 403, 404):
+            return PERMANENT, False, f"HTTP {code}: {message}"
+        if code is not None and (code == 429 or code >= 500):
+            return TRANSIENT, True, f"HTTP {code} after retries: {message}"
+        return PERMANENT, False, f"HTTP {code}: {message}"
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | DeadlineExceeded):
+        return TRANSIENT, True, f"{type(exc).__name__}: {message}"
+    return PERMANENT, False, f"{type(exc).__name__}: {message}"
+
+
+class CallActions:
+    """Carries out Decisions. Holds the one Call Automation client of the process."""
+
+    def __init__(self, settings: Settings, client: CallAutomationClient | None = None):
+        self.settings = settings
+        self.client = client or create_client(settings)
+
+    def execute(self, call: IncomingCall, decision: Decision) -> Outcome:
+        start = time.perf_counter()
+        connection_id: str | None = None
+        try:
+            if decision.action in ("answer", "transfer"):
+                # A transfer queue is answered by this app (its own callback URL); the transfer with
+                # context follows on CallConnected, since only a connected call can be transferred.
+                callback = self.settings.callback_url if decision.action == "transfer" else decision.callback_url
+                assert callback is not None
+                props = self.client.answer_call(
+                    call.incoming_call_context,
+                    callback,
+                    operation_context=operation_context(call, decision),
+                )
+                connection_id = props.call_connection_id
+            elif decision.action == "redirect":
+                assert decision.target is not None
+                self.client.redirect_call(call.incoming_call_context, to_identifier(decision.target))
+            elif decision.action == "reject":
+                self.client.reject_call(call.incoming_call_context, call_reject_reason=decision.reject_reason or "none")
+            else:  # pragma: no cover - the configuration only allows the four actions
+                raise ValueError(f"unknown action {decision.action!r}")
+        except Exception as exc:  # every failure gets a defined outcome; nothing escapes to the host
+            status, retryable, detail = classify(exc)
+            return Outcome(status, decision.action, detail, None, (time.perf_counter() - start) * 1000, retryable)
+        return Outcome(DONE, decision.action, "", connection_id, (time.perf_counter() - start) * 1000)
+
+    def transfer(
+        self,
+        call_connection_id: str,
+        target: str,
+        headers: TransferHeaders,
+        context: str,
+    ) -> Outcome:
+        """Transfer a connected call to the queue's target with the context as headers."""
+        start = time.perf_counter()
+        try:
+            self.client.get_call_connection(call_connection_id).transfer_call_to_participant(
+                to_identifier(target),
+                operation_context=context,
+                operation_callback_url=self.settings.callback_url,
+                sip_headers=headers.sip_headers,
+                voip_headers=headers.voip_headers,
+            )
+        except Exception as exc:
+            status, retryable, detail = classify(exc)
+            return Outcome(
+                status, "transfer", detail, call_connection_id, (time.perf_counter() - start) * 1000, retryable
+            )
+        return Outcome(DONE, "transfer", "", call_connection_id, (time.perf_counter() - start) * 1000)
+
+    def hang_up(self, call_connection_id: str) -> Outcome:
+        """End the call for everyone: nobody is left to take it."""
+        start = time.perf_counter()
+        try:
+            self.client.get_call_connection(call_connection_id).hang_up(is_for_everyone=True)
+        except Exception as exc:
+            status, retryable, detail = classify(exc)
+            return Outcome(
+                status, "hangup", detail, call_connection_id, (time.perf_counter() - start) * 1000, retryable
+            )
+        return Outcome(DONE, "hangup", "", call_connection_id, (time.perf_counter() - start) * 1000)
