@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from azure.communication.callautomation import CallAutomationClient
+from azure.communication.callautomation import CallAutomationClient, PhoneNumberIdentifier
 from azure.communication.callautomation._shared.models import CommunicationIdentifier, identifier_from_raw_id
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import (
@@ -73,8 +73,11 @@ class Outcome:
 
 
 def to_identifier(target: str) -> CommunicationIdentifier:
-    """E.164 numbers and every raw-id kind (8:acs:, 8:orgid:, 28:orgid:, ...) via the SDK's parser."""
-    return identifier_from_raw_id(f"4:{target}" if target.startswith("+") else target)
+    """E.164 numbers, and every raw-id kind (8:acs:, 8:orgid:, 28:orgid:, ...) via the SDK's parser."""
+    if target.startswith(("+", "4:+")):
+        # Built directly, as the SDK's own samples do: the raw-id parser adds isAnonymous=false.
+        return PhoneNumberIdentifier(target.removeprefix("4:"))
+    return identifier_from_raw_id(target)
 
 
 def operation_context(call: IncomingCall, decision: Decision) -> str:

@@ -27,3 +27,19 @@ def app_routing():  # type: ignore[no-untyped-def]
     from shared import config
 
     return config.load_file(str(ROOT / "routing.yaml"))
+
+
+@pytest.fixture(scope="session")
+def stack_session():  # type: ignore[no-untyped-def]
+    from tests.stack import running_stack
+
+    with running_stack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def stack(stack_session):  # type: ignore[no-untyped-def]
+    """The running local stack with a fresh service and a clean emulator record."""
+    stack_session.restart()
+    yield stack_session
+    stack_session.restart()
