@@ -117,11 +117,13 @@ def replay(host: LocalHost, emu: CallAutomationEmulator, collector: _Collector, 
                 break
             time.sleep(0.02)
         fields = collector.by_event.get(event["id"], {})
-        context = ", ".join(f"{k}={v}" for k, v in (fields.get("context") or {}).items()) or "(none)"
+        shown = (fields.get("context") or {}).items()
+        context = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in shown) or "(none)"
         ok = status in (200, 202) and [a.operation for a in mine] == wanted[expected]
         all_ok &= ok
         out.write(
-            f"{'OK ' if ok else 'BAD'} {entry['file']:22} to {fields.get('called', '?')}  uui {fields.get('uui_form', '?')}\n"
+            f"{'OK ' if ok else 'BAD'} {entry['file']:22} to {fields.get('called', '?')}"
+            f"  uui {fields.get('uui_form', '?')}\n"
             f"    context: {context}\n"
             f"    rule {fields.get('rule')} → queue {fields.get('queue')} → emulator: {describe_actions(mine)}\n"
         )
