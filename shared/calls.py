@@ -114,8 +114,9 @@ def create_client(settings: Settings) -> CallAutomationClient:
         settings.acs_endpoint,
         credential,
         retry_policy=retry,
-        connection_timeout=min(3.0, settings.deadline_seconds),
-        read_timeout=settings.deadline_seconds,
+        # A third of the deadline per attempt leaves room for retries after a stalled response.
+        connection_timeout=min(3.0, settings.deadline_seconds / 3),
+        read_timeout=max(1.0, settings.deadline_seconds / 3),
     )
 
 

@@ -195,6 +195,8 @@ class CompiledWorkstream:
     rules: tuple[CompiledRule, ...]
     fallback_queue: str
     invalid_context_queue: str
+    #: Names of the variables flagged sensitive: masked in every log, trace and printout.
+    sensitive: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -333,6 +335,7 @@ def _check_references(cfg: RoutingConfig, source: str) -> tuple[list[str], list[
                 rules=tuple(rules),
                 fallback_queue=ws.fallback_queue,
                 invalid_context_queue=ws.invalid_context_queue or ws.fallback_queue,
+                sensitive=frozenset(v.name for v in variables.values() if v.sensitive),
             )
         )
     return problems, compiled

@@ -53,5 +53,9 @@ class Claims:
                 if k:
                     self._seen.pop(k, None)
 
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._seen
+
     def __len__(self) -> int:
         return len(self._seen)

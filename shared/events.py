@@ -114,7 +114,7 @@ def envelopes(payload: bytes | str | Any) -> list[Envelope]:
 
 def envelope(item: Any, *, index: int | None = None) -> Envelope:
     where = f"event[{index}]" if index is not None else "event"
-    if not isinstance(item, Mapping):
+    if not isinstance(item, dict):
         raise EventError(f"{where} is not a JSON object")
     if "specversion" in item or "type" in item:
         schema, type_key, time_key = "cloudevents", "type", "time"
@@ -153,13 +153,13 @@ def _lower_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def party(obj: Any, where: str) -> Party:
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         raise EventError(f"{where} must be an identifier object")
     ident = _lower_keys(obj)
     raw_id = ident.get("rawid")
     kind = ident.get("kind")
     phone = ident.get("phonenumber")
-    number = _lower_keys(phone).get("value") if isinstance(phone, Mapping) else None
+    number = _lower_keys(phone).get("value") if isinstance(phone, dict) else None
     if isinstance(number, str) and number.strip():
         address = number.strip()
         kind = "phonenumber"
@@ -169,7 +169,7 @@ def party(obj: Any, where: str) -> Party:
         kind = "phonenumber"
     else:
         user = ident.get("communicationuser")
-        user_id = _lower_keys(user).get("id") if isinstance(user, Mapping) else None
+        user_id = _lower_keys(user).get("id") if isinstance(user, dict) else None
         address = raw_id if isinstance(raw_id, str) and raw_id else user_id if isinstance(user_id, str) else ""
     if not address:
         raise EventError(f"{where} has no phoneNumber.value, rawId or communicationUser.id")
@@ -180,7 +180,7 @@ def party(obj: Any, where: str) -> Party:
 def _headers(obj: Any, where: str) -> dict[str, str]:
     if obj is None:
         return {}
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         raise EventError(f"{where} must be an object of header names to values")
     # A non-string value is a malformed header; keep the rest of the context rather than lose it.
     return {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, str)}
@@ -221,7 +221,7 @@ def custom_headers(headers: Mapping[str, str], source: str) -> list[CustomHeader
 
 def incoming_call(env: Envelope) -> IncomingCall:
     data = env.data
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         raise EventError(f"event {env.event_id}: data must be an object")
     context = data.get("incomingCallContext")
     if not isinstance(context, str) or not context:
@@ -230,8 +230,8 @@ def incoming_call(env: Envelope) -> IncomingCall:
     caller_obj = data.get("from")
     caller = party(caller_obj, f"event {env.event_id}: data.from") if caller_obj is not None else None
     custom = data.get("customContext")
-    has_custom = isinstance(custom, Mapping)
-    custom_map: Mapping[str, Any] = custom if isinstance(custom, Mapping) else {}
+    has_custom = isinstance(custom, dict)
+    custom_map: Mapping[str, Any] = custom if isinstance(custom, dict) else {}
     sip = _headers(custom_map.get("sipHeaders"), f"event {env.event_id}: data.customContext.sipHeaders")
     voip = _headers(custom_map.get("voipHeaders"), f"event {env.event_id}: data.customContext.voipHeaders")
     uui = find_uui(sip) or find_uui(voip)

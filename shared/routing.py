@@ -14,7 +14,7 @@ failure has a defined outcome, recorded in the Decision's ``rule``, ``warnings``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared import uui
@@ -105,8 +105,8 @@ def first_match(rules: tuple[CompiledRule, ...], values: Mapping[str, Value]) ->
     return None
 
 
-def _to_queue(routing: Routing, queue_name: str, rule: str, base: Decision) -> Decision:
-    """The Decision to send the call to a queue: the queue's action and its parameters."""
+def _queue_fields(routing: Routing, queue_name: str, rule: str) -> dict[str, Any]:
+    """The Decision fields that send the call to a queue: its action and the action's parameters."""
     queue = routing.queues[queue_name]
     fields: dict[str, Any] = {"action": queue.action, "queue": queue_name, "rule": rule}
     if isinstance(queue, AnswerQueue):
@@ -118,7 +118,7 @@ def _to_queue(routing: Routing, queue_name: str, rule: str, base: Decision) -> D
         fields["uui_format"] = queue.uui_format
     elif isinstance(queue, RejectQueue):
         fields["reject_reason"] = queue.reason
-    return replace(base, **fields)
+    return fields
 
 
 def _decode(call: IncomingCall, ws: CompiledWorkstream | None) -> tuple[uui.DecodedUUI | None, uui.UUIError | None]:
@@ -147,8 +147,8 @@ def route(call: IncomingCall, routing: Routing) -> Decision:
             f"called number {call.called.address} is not owned by any workstream",
         )
         if routing.default_queue is not None:
-            base = Decision("", None, "", None, uui=decoded, uui_error=error, warnings=(issue,))
-            return _to_queue(routing, routing.default_queue, RULE_UNKNOWN_NUMBER, base)
+            fields = _queue_fields(routing, routing.default_queue, RULE_UNKNOWN_NUMBER)
+            return Decision(workstream=None, uui=decoded, uui_error=error, warnings=(issue,), **fields)
         issue = Issue(issue.code, None, issue.message + " and no default_queue is configured; rejected")
         return Decision(
             action="reject",
@@ -177,23 +177,22 @@ def route(call: IncomingCall, routing: Routing) -> Decision:
             Issue(f"uui_{error.kind}", None, f"User-to-User ({call.uui_header}): {error.message}"),
             *errors,
         )
-    sensitive = frozenset(name for name, var in ws.variables.items() if var.sensitive)
-    base = Decision(
-        "",
-        None,
-        "",
-        ws.name,
+    if errors:
+        fields = _queue_fields(routing, ws.invalid_context_queue, RULE_INVALID_CONTEXT)
+    else:
+        rule = first_match(ws.rules, ctx.values)
+        if rule is None:
+            fields = _queue_fields(routing, ws.fallback_queue, RULE_FALLBACK)
+        else:
+            fields = _queue_fields(routing, rule.queue, rule.name)
+    return Decision(
+        workstream=ws.name,
         context=ctx.values,
-        sensitive=sensitive,
+        sensitive=ws.sensitive,
         positional_names=ws.uui.positional,
         uui=decoded,
         uui_error=error,
         warnings=warnings,
         errors=errors,
+        **fields,
     )
-    if errors:
-        return _to_queue(routing, ws.invalid_context_queue, RULE_INVALID_CONTEXT, base)
-    rule = first_match(ws.rules, ctx.values)
-    if rule is None:
-        return _to_queue(routing, ws.fallback_queue, RULE_FALLBACK, base)
-    return _to_queue(routing, rule.queue, rule.name, base)

@@ -227,8 +227,11 @@ class Service:
             outcome = self.actions.hang_up(connection)
             return f"{kind}: hung up ({outcome.status})"
         if kind == "CallDisconnected":
-            if op.get("attempt") is None:
+            queue = self.routing.queues.get(str(op.get("queue")))
+            if isinstance(queue, config.TransferQueue) and f"transferring:{connection}" not in self.claims:
                 log.warning("%s: caller hung up before the transfer to queue %s", who, op.get("queue"))
+            else:
+                log.info("%s: call ended", who)
             return f"{kind}: logged"
         return f"{kind}: ignored"
 
@@ -240,6 +243,7 @@ class Service:
         headers = transfer.build(context, order, target, fmt)
         for note in headers.notes:
             log.warning("call %s: %s", op.get("correlationId") or connection, note)
+        self.claims.claim([f"transferring:{connection}"])
         outgoing = json.dumps({**op, "target": target, "attempt": attempt}, separators=(",", ":"))
         outcome = self.actions.transfer(connection, target, headers, outgoing)
         level = logging.INFO if outcome.status == calls.DONE else logging.ERROR

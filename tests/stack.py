@@ -37,9 +37,12 @@ class Stack:
     env: dict[str, str]
     app: Any
 
-    def restart(self, **overrides: str) -> service.Service:
-        """A fresh service (new dedupe table, new client) with these settings changed."""
-        self.emu.clear(state=True)
+    def restart(self, *, forget_calls: bool = True, **overrides: str) -> service.Service:
+        """A fresh service (new dedupe table, new client) with these settings changed.
+
+        ``forget_calls=False`` keeps the emulator's record of handled calls: a second instance.
+        """
+        self.emu.clear(state=forget_calls)
         self.host.errors.clear()
         return service.start({**self.env, **overrides})
 
