@@ -35,7 +35,9 @@ class LocalHost:
     def __init__(self, app: func.FunctionApp, host: str = "127.0.0.1", port: int = 0):
         self.event_grid: dict[str, Callable[..., Any]] = {}
         self.http: list[tuple[str, set[str], Callable[..., Any]]] = []
-        for fn in app.get_functions():
+        # The worker indexes the app once; azure-functions refuses a second get_functions().
+        self.functions = app.get_functions()
+        for fn in self.functions:
             trigger = fn.get_trigger()
             user = fn.get_user_function()
             kind = trigger.get_binding_name()
