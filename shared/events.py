@@ -148,18 +148,24 @@ def parse_events(payload: bytes | str | Any) -> list[IncomingCall]:
     return calls
 
 
-def _lower_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return {k.lower(): v for k, v in obj.items() if isinstance(k, str)}
+def _member(obj: dict[str, Any], name: str) -> Any:
+    """``obj[name]``, falling back to a case-insensitive match (2022 docs spell ``PhoneNumber``)."""
+    value = obj.get(name)
+    if value is None:
+        folded = name.lower()
+        for key, candidate in obj.items():
+            if isinstance(key, str) and key.lower() == folded:
+                return candidate
+    return value
 
 
 def party(obj: Any, where: str) -> Party:
     if not isinstance(obj, dict):
         raise EventError(f"{where} must be an identifier object")
-    ident = _lower_keys(obj)
-    raw_id = ident.get("rawid")
-    kind = ident.get("kind")
-    phone = ident.get("phonenumber")
-    number = _lower_keys(phone).get("value") if isinstance(phone, dict) else None
+    raw_id = _member(obj, "rawId")
+    kind = _member(obj, "kind")
+    phone = _member(obj, "phoneNumber")
+    number = _member(phone, "value") if isinstance(phone, dict) else None
     if isinstance(number, str) and number.strip():
         address = number.strip()
         kind = "phonenumber"
@@ -168,8 +174,8 @@ def party(obj: Any, where: str) -> Party:
         address = raw_id[2:].strip()
         kind = "phonenumber"
     else:
-        user = ident.get("communicationuser")
-        user_id = _lower_keys(user).get("id") if isinstance(user, dict) else None
+        user = _member(obj, "communicationUser")
+        user_id = _member(user, "id") if isinstance(user, dict) else None
         address = raw_id if isinstance(raw_id, str) and raw_id else user_id if isinstance(user_id, str) else ""
     if not address:
         raise EventError(f"{where} has no phoneNumber.value, rawId or communicationUser.id")
