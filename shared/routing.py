@@ -132,7 +132,9 @@ def _decode(call: IncomingCall, ws: CompiledWorkstream | None) -> tuple[uui.Deco
             default_encoding=settings.default_encoding if settings else "plain",
         )
     except UUIError as exc:
-        return None, exc
+        # Kept on the Decision without its traceback: the frames would form reference cycles
+        # that only the garbage collector frees (measured: p99 of this path doubled).
+        return None, exc.with_traceback(None)
     return decoded, None
 
 
