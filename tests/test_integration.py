@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 
 import pytest
 
-from shared import uui
+from shared import cli, service
+from shared.values import convert
 from tests.conftest import DATA, EXAMPLES, load_json
 from tests.stack import Stack
 
@@ -78,8 +80,17 @@ def test_a_transfer_queue_answers_then_transfers_with_the_context_in_the_queues_
     assert transfer.body["targetParticipant"] == {"rawId": "4:+14255550123", "phoneNumber": {"value": "+14255550123"}}
     sip = transfer.body["customCallingContext"]["sipHeaders"]
     assert sip["User-To-User"].endswith(";encoding=hex")  # billing's uui_format: hex
-    # Decoded back, the headers give the original typed context.
-    assert uui.decode(sip["User-To-User"]).pairs == {"Priority": "7", "Intent": "billing", "IsVip": "false"}
+    # Decoded back with `handoff decode`, the headers give the original typed context.
+    out = io.StringIO()
+    assert cli.main(["decode", sip["User-To-User"], "--json"], out=out, err=io.StringIO()) == 0
+    pairs = json.loads(out.getvalue())["pairs"]
+    declared = service.current().workstreams["retail-ivr"].variables
+    typed = {name: convert(declared[name].type, text) for name, text in pairs.items()}
+    assert (
+        typed
+        == {"Priority": 7, "Intent": "billing", "IsVip": False}
+        == json.loads(answer.body["operationContext"])["context"]
+    )
     # Both callbacks reached this app's /api/callbacks with a valid JWT and were accepted.
     assert stack.wait(
         lambda: any(
