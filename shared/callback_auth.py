@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
+if TYPE_CHECKING:
+    import jwt
 
 ISSUER = "https://acscallautomation.communication.azure.com"
 _FETCH_TIMEOUT_S = 5.0
@@ -35,6 +36,9 @@ class CallbackVerifier:
         self._lock = threading.Lock()
 
     def _client(self) -> jwt.PyJWKClient:
+        # PyJWT loads cryptography (~35 ms): the first callback pays for it, not the worker's start-up.
+        import jwt
+
         with self._lock:
             if self._jwks is None:
                 with urllib.request.urlopen(self.openid_config_url, timeout=_FETCH_TIMEOUT_S) as response:
@@ -52,6 +56,8 @@ class CallbackVerifier:
         if not authorization or not authorization.startswith("Bearer "):
             raise CallbackAuthError("no Bearer token")
         token = authorization[len("Bearer ") :].strip()
+        import jwt
+
         try:
             key = self._client().get_signing_key_from_jwt(token)
             claims: dict[str, Any] = jwt.decode(

@@ -1,0 +1,387 @@
+"""Two ratios of the function app against what any implementation of the design must pay.
+
+Run:  make bench ARGS=handler     ratio (a), handler overhead
+      make bench ARGS=cold        ratio (b), cold start to ready-to-answer
+      (or .venv/bin/python -m bench.handler [overhead|cold|both] [options])
+
+(a) Handler overhead (target <= 1.10). One process, one loopback Call Automation emulator.
+    A: the ``incoming_call`` function as the Functions worker invokes it: the event is decoded by
+       azure-functions' own ``EventGridEventInConverter`` outside the timed region, then the user
+       function registered on ``function_app.app`` is called. It returns after the emulator has
+       answered 200 to the answer request, so its wall time covers event -> answer received.
+    B: a bare ``CallAutomationClient.answer_call(context, callback_url)`` from the same process
+       against the same emulator: a client built with SDK defaults (same requests keep-alive
+       transport), the same kind of callback URL (the ``agents`` queue's https URL).
+    C: (diagnostic, not part of the ratio) the same bare ``answer_call`` on the app's own client,
+       which separates our Python work from our client settings (retry policy, timeouts).
+    A, B and C run interleaved in a random order per round, each with a fresh incomingCallContext,
+    event id and correlation id (nothing is short-circuited by dedupe). After each call the
+    emulator's CallConnected callback (recorded, never sent: the callback host is not loopback) is
+    drained outside the timed region, so its JWT signing does not fall into the next measurement.
+    Logging is set up as the worker does it (root logger at INFO, every record formatted by a
+    handler); ``--logging off`` leaves logging unconfigured.
+
+(b) Cold start (target <= 1.15). Fresh interpreters, run one at a time, interleaved:
+    A: ``import function_app``: settings read and checked, routing.yaml loaded and validated, the
+       Call Automation client created (that is what importing function_app does). The settings
+       point at a dummy loopback endpoint; nothing is contacted.
+    B: ``import azure.functions, azure.communication.callautomation, pydantic, yaml`` only.
+    Time is measured from spawning the interpreter until it reports ready on its stdout
+    (interpreter start-up included on both sides, teardown excluded). The in-process import time
+    is reported too. Diagnostics, not part of the ratio: C imports the dependencies first, then
+    function_app, splitting A into the dependencies' share and ours; D imports the dependencies and
+    puts them to their least use (pydantic's BaseModel, Field and validators, which ``import
+    pydantic`` alone does not load; azure-core's requests transport, which creating any Call
+    Automation client loads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import gc
+import importlib
+import json
+import logging
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+OVERHEAD_TARGET = 1.10
+COLD_TARGET = 1.15
+
+#: Routed by routing.yaml to the ``agents`` queue (answer, https callback URL): the plain UUI form.
+CALLED = "+14255550100"
+CALLER = "+14255550177"
+SIP_HEADERS = {"User-To-User": "sipkey1=sipval1;sipkey2=sipval2"}
+AGENTS_CALLBACK = "https://agents.example.com/api/callbacks"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(values, 0.50),
+        "p99": percentile(values, 0.99),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "n": float(len(values)),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) handler overhead
+
+
+class _WorkerLikeHandler(logging.Handler):
+    """Formats every record, as the worker's logging handler does before forwarding it to the host."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.kept: collections.deque[str] = collections.deque(maxlen=1000)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.kept.append(self.format(record))
+
+
+def _configure_logging(mode: str) -> None:
+    if mode == "worker":
+        root = logging.getLogger()
+        root.setLevel(logging.INFO)
+        root.addHandler(_WorkerLikeHandler())
+
+
+def _caught_up(emu: Any, answered: int) -> bool:
+    return len(emu.callbacks_recorded) >= answered
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the emulator did not catch up within 5 s")
+        time.sleep(0.0005)
+
+
+def overhead(rounds: int = 2000, warmup: int = 200, logging_mode: str = "worker", seed: int = 1) -> dict[str, Any]:
+    from azure.communication.callautomation import CallAutomationClient
+    from azure.core.credentials import AzureKeyCredential
+    from azure.functions import meta
+    from azure.functions.eventgrid import EventGridEventInConverter
+
+    from local.emulator import CallAutomationEmulator
+    from local.run import local_settings
+
+    _configure_logging(logging_mode)
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+    reached: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+    decode_us: list[float] = []
+    with CallAutomationEmulator() as emu:
+        # The callback URL of transfer queues points at a closed loopback port; this bench routes
+        # every call to the agents queue, whose callbacks the emulator only records.
+        os.environ.update(local_settings(emu, 9))
+        function_app = importlib.import_module("function_app")
+        from shared import service
+
+        user = next(f for f in function_app.app.get_functions() if f.get_function_name() == "incoming_call")
+        incoming_call = user.get_user_function()
+        bare = CallAutomationClient(emu.endpoint, AzureKeyCredential(emu.access_key))
+        app_client = service.current().actions.client
+
+        def side_a() -> tuple[Callable[[], Any], str]:
+            event = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
+            t0 = time.perf_counter_ns()
+            decoded = EventGridEventInConverter.decode(
+                meta.Datum(type="json", value=json.dumps(event)), trigger_metadata=None
+            )
+            decode_us.append((time.perf_counter_ns() - t0) / 1000)
+            return (lambda: incoming_call(decoded)), event["data"]["incomingCallContext"]
+
+        def side_b() -> tuple[Callable[[], Any], str]:
+            context = emu.incoming_call(caller=CALLER, callee=CALLED)["data"]["incomingCallContext"]
+            return (lambda: bare.answer_call(context, AGENTS_CALLBACK)), context
+
+        def side_c() -> tuple[Callable[[], Any], str]:
+            context = emu.incoming_call(caller=CALLER, callee=CALLED)["data"]["incomingCallContext"]
+            return (lambda: app_client.answer_call(context, AGENTS_CALLBACK)), context
+
+        sides = {"A": side_a, "B": side_b, "C": side_c}
+        expected_contexts: dict[str, str] = {}
+        answered = 0
+        block = 100
+        gc.collect()
+        for i in range(warmup + rounds):
+            order = list(sides)
+            rng.shuffle(order)
+            for name in order:
+                call, context = sides[name]()
+                expected_contexts[context] = name
+                started = time.monotonic()  # the emulator stamps its records with time.monotonic()
+                t0 = time.perf_counter_ns()
+                call()
+                elapsed = (time.perf_counter_ns() - t0) / 1000
+                answered += 1
+                # Outside the timed region: let the emulator finish this call's CallConnected record.
+                _wait_until(functools.partial(_caught_up, emu, answered))
+                if i >= warmup:
+                    samples[name].append(elapsed)
+                    at = next(
+                        a.at for a in reversed(emu.executed("answer")) if a.body["incomingCallContext"] == context
+                    )
+                    reached[name].append((at - started) * 1e6)
+            if (i + 1) % block == 0 or i + 1 == warmup + rounds:
+                _check_block(emu, expected_contexts)
+                expected_contexts.clear()
+                emu.clear()
+                answered = 0
+                gc.collect()
+    del decode_us[:warmup]
+    result: dict[str, Any] = {name: summary(values) for name, values in samples.items()}
+    result["reached"] = {name: summary(values) for name, values in reached.items()}
+    result["reached_ratio_p50"] = result["reached"]["A"]["p50"] / result["reached"]["B"]["p50"]
+    result["reached_ratio_p99"] = result["reached"]["A"]["p99"] / result["reached"]["B"]["p99"]
+    result["decode"] = summary(decode_us)
+    a, b = samples["A"], samples["B"]
+    result["ratio_p50"] = result["A"]["p50"] / result["B"]["p50"]
+    result["ratio_p99"] = result["A"]["p99"] / result["B"]["p99"]
+    result["paired_ratio_p50"] = statistics.median(x / y for x, y in zip(a, b, strict=True))
+    result["ratio_c_p50"] = result["A"]["p50"] / result["C"]["p50"]
+    result["c_over_b_p50"] = result["C"]["p50"] / result["B"]["p50"]
+    result["rounds"] = rounds
+    result["logging"] = logging_mode
+    return result
+
+
+def _check_block(emu: Any, expected: dict[str, str]) -> None:
+    """Every context of the block was answered exactly once, and side A's answers came from the app."""
+    answers = emu.executed("answer")
+    seen = collections.Counter(a.body["incomingCallContext"] for a in answers)
+    wrong = [ctx for ctx in expected if seen.get(ctx) != 1]
+    if wrong or len(answers) != len(expected):
+        raise RuntimeError(f"{len(wrong)} contexts not answered exactly once ({len(answers)} answers)")
+    for action in answers:
+        side = expected[action.body["incomingCallContext"]]
+        op = action.body.get("operationContext")
+        if (side == "A") != bool(op) or action.body.get("callbackUri") != AGENTS_CALLBACK:
+            raise RuntimeError(f"unexpected answer request for side {side}: {action.body}")
+
+
+def print_overhead(r: dict[str, Any]) -> bool:
+    print(
+        f"handler overhead: {r['rounds']} interleaved rounds after warm-up, logging={r['logging']}, "
+        f"Python {sys.version.split()[0]}"
+    )
+    rows = [
+        ("A incoming_call(event) -> answered", r["A"]),
+        ("B bare answer_call, SDK-default client", r["B"]),
+        ("C bare answer_call, the app's client", r["C"]),
+        ("  (worker-side decode, not timed in A)", r["decode"]),
+    ]
+    print(f"{'side':42} {'p50 µs':>9} {'p99 µs':>9} {'mean µs':>9}")
+    for label, s in rows:
+        print(f"{label:42} {s['p50']:9.0f} {s['p99']:9.0f} {s['mean']:9.0f}")
+    ok = bool(r["ratio_p50"] <= OVERHEAD_TARGET)
+    print(f"ratio A/B of medians: {r['ratio_p50']:.3f}   (target <= {OVERHEAD_TARGET}: {'PASS' if ok else 'FAIL'})")
+    print(f"ratio A/B of p99:     {r['ratio_p99']:.3f}")
+    print(f"median of per-round A/B ratios: {r['paired_ratio_p50']:.3f}")
+    print(f"diagnostic: A/C of medians {r['ratio_c_p50']:.3f}, C/B of medians {r['c_over_b_p50']:.3f}")
+    print("invoke -> the emulator records the answer request (time.monotonic; no response leg, no post-answer work):")
+    for name in "ABC":
+        s = r["reached"][name]
+        print(f"  {name:40} {s['p50']:9.0f} {s['p99']:9.0f} {s['mean']:9.0f}")
+    print(f"  ratio A/B of medians {r['reached_ratio_p50']:.3f}, of p99 {r['reached_ratio_p99']:.3f}")
+    return ok
+
+
+# --------------------------------------------------------------------------------------------------
+# (b) cold start
+
+_READY = "import time as _t\n_s = _t.perf_counter()\n{imports}\n_e = _t.perf_counter()\n"
+CHILDREN = {
+    "A": _READY.format(imports="import function_app")
+    + "from shared import service\n"
+    + "assert service.current().actions.client is not None\n"
+    + "print(f'ready {_e - _s:.6f}', flush=True)\n",
+    "B": _READY.format(imports="import azure.functions, azure.communication.callautomation, pydantic, yaml")
+    + "print(f'ready {_e - _s:.6f}', flush=True)\n",
+    # Diagnostic: the dependencies first, then function_app on top of them.
+    "C": _READY.format(imports="import azure.functions, azure.communication.callautomation, pydantic, yaml")
+    + "import function_app\n"
+    + "_f = _t.perf_counter()\n"
+    + "print(f'ready {_e - _s:.6f} {_f - _e:.6f}', flush=True)\n",
+    # Diagnostic: the dependencies put to their least use. ``import pydantic`` alone loads almost
+    # nothing (pydantic 2 imports lazily): a validated model needs BaseModel, Field and validators.
+    # Creating any CallAutomationClient loads azure-core's requests transport (requests, urllib3).
+    "D": _READY.format(
+        imports="import azure.functions, azure.communication.callautomation, pydantic, yaml\n"
+        "from pydantic import BaseModel, Field, field_validator, model_validator\n"
+        "from azure.core.pipeline.transport import RequestsTransport"
+    )
+    + "print(f'ready {_e - _s:.6f}', flush=True)\n",
+}
+
+
+def cold_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ACS_", "HANDOFF_", "AZURE_", "APPLICATIONINSIGHTS_", "PYTHONPROFILE"))
+    }
+    env.update(
+        {
+            "ACS_ENDPOINT": "http://127.0.0.1:9",  # the discard port: a dummy, never contacted
+            "ACS_ACCESS_KEY": "ZHVtbXktYWNjZXNzLWtleS1mb3ItdGhlLWNvbGQtc3RhcnQ=",
+            "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
+            "HANDOFF_CALLBACK_URL": "http://127.0.0.1:9/api/callbacks",
+            "HANDOFF_OPENID_CONFIG_URL": "http://127.0.0.1:9/calling/.well-known/acsopenidconfiguration",
+            "HANDOFF_CONFIG": "routing.yaml",
+        }
+    )
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def spawn(side: str, env: dict[str, str]) -> tuple[float, list[float]]:
+    """(seconds from spawn to ready, the child's own timings)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILDREN[side]],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    elapsed = time.perf_counter() - t0
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode != 0 or not line.startswith("ready"):
+        raise RuntimeError(f"cold-start child {side} failed ({proc.returncode}): {err.strip()[-2000:]}")
+    return elapsed, [float(x) for x in line.split()[1:]]
+
+
+def cold(runs: int = 25, warmup: int = 3, seed: int = 2) -> dict[str, Any]:
+    env = cold_env()
+    rng = random.Random(seed)
+    for _ in range(warmup):  # bytecode caches written, files in the page cache
+        for side in CHILDREN:
+            spawn(side, env)
+    wall: dict[str, list[float]] = {s: [] for s in CHILDREN}
+    inner: dict[str, list[list[float]]] = {s: [] for s in CHILDREN}
+    for _ in range(runs):
+        order = list(CHILDREN)
+        rng.shuffle(order)
+        for side in order:
+            elapsed, own = spawn(side, env)
+            wall[side].append(elapsed * 1000)
+            inner[side].append([x * 1000 for x in own])
+    med = {s: statistics.median(v) for s, v in wall.items()}
+    result: dict[str, Any] = {
+        "runs": runs,
+        "wall": {s: summary(v) for s, v in wall.items()},
+        "import_ms": {s: statistics.median(x[0] for x in v) for s, v in inner.items()},
+        "c_ours_ms": statistics.median(x[1] for x in inner["C"]),
+        "ratio": med["A"] / med["B"],
+        "ratio_d": med["A"] / med["D"],
+        "d_over_b": med["D"] / med["B"],
+        "import_ratio": statistics.median(x[0] for x in inner["A"]) / statistics.median(x[0] for x in inner["B"]),
+        "paired_ratio": statistics.median(a / b for a, b in zip(wall["A"], wall["B"], strict=True)),
+    }
+    return result
+
+
+def print_cold(r: dict[str, Any]) -> bool:
+    print(f"cold start: {r['runs']} fresh interpreters per side, interleaved, Python {sys.version.split()[0]}")
+    print(f"{'side':52} {'p50 ms':>8} {'min ms':>8} {'import ms':>10}")
+    labels = {
+        "A": "A import function_app (ready to answer)",
+        "B": "B import the four runtime dependencies only",
+        "C": "C (diagnostic) dependencies, then function_app",
+        "D": "D (diagnostic) dependencies put to least use",
+    }
+    for side, label in labels.items():
+        w = r["wall"][side]
+        print(f"{label:52} {w['p50']:8.1f} {w['min']:8.1f} {r['import_ms'][side]:10.1f}")
+    ok = bool(r["ratio"] <= COLD_TARGET)
+    verdict = "PASS" if ok else "FAIL"
+    print(f"ratio A/B of medians (spawn -> ready): {r['ratio']:.3f}   (target <= {COLD_TARGET}: {verdict})")
+    print(f"ratio A/B of medians (in-process import time only): {r['import_ratio']:.3f}")
+    print(f"median of per-round A/B ratios: {r['paired_ratio']:.3f}")
+    print(f"diagnostic C: dependencies {r['import_ms']['C']:.1f} ms, then function_app on top {r['c_ours_ms']:.1f} ms")
+    print(f"diagnostic D: D/B of medians {r['d_over_b']:.3f}; A/D of medians {r['ratio_d']:.3f}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.handler", description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", nargs="?", choices=["overhead", "cold", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=2000, help="measured rounds of (a), each side once per round")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up rounds of (a)")
+    parser.add_argument("--logging", choices=["worker", "off"], default="worker", help="logging set-up for (a)")
+    parser.add_argument("--runs", type=int, default=25, help="fresh interpreters per side for (b)")
+    args = parser.parse_args(argv)
+    ok = True
+    if args.which in ("overhead", "both"):
+        ok &= print_overhead(overhead(args.rounds, args.warmup, args.logging))
+    if args.which in ("cold", "both"):
+        if args.which == "both":
+            print()
+        ok &= print_cold(cold(args.runs))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
