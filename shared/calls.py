@@ -110,10 +110,15 @@ def create_client(settings: Settings) -> CallAutomationClient:
         retry_backoff_max=2,
         timeout=settings.deadline_seconds,
     )
+    # Imported here: telemetry imports this module. Its per-retry policy (a dependency span per
+    # attempt, the retry count) is in the pipeline only when telemetry is on.
+    from shared import telemetry
+
     return CallAutomationClient(
         settings.acs_endpoint,
         credential,
         retry_policy=retry,
+        per_retry_policies=telemetry.call_automation_policies(),
         # A third of the deadline per attempt leaves room for retries after a stalled response.
         connection_timeout=min(3.0, settings.deadline_seconds / 3),
         read_timeout=max(1.0, settings.deadline_seconds / 3),

@@ -4,6 +4,7 @@
     handoff encode --format plain|hex|pd4 K=V...  build a User-to-User value (or positional values)
     handoff route --config FILE EVENT.json        the Decision for a saved IncomingCall
     handoff check-config FILE                     validate a routing configuration
+    handoff hash VARIABLE [VALUE]                 the keyed hash telemetry shows for a sensitive value
 
 Exit status: 0 success, 1 the input was understood but is invalid (undecodable value, bad
 configuration, unreadable event), 2 usage errors. Sensitive context values are masked unless
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from shared import config, events, redaction, routing, uui
+from shared import config, events, redaction, routing, settings, uui
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -122,6 +124,22 @@ def cmd_check_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_hash(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]) -> int:
+    """The ``hmac:...`` value logs and telemetry carry for VARIABLE=VALUE, with the deployment's key."""
+    key = env.get("HANDOFF_REDACTION_KEY", "").strip()
+    if not key:
+        err.write("handoff hash: set HANDOFF_REDACTION_KEY to the deployment's key (it is not taken as an argument)\n")
+        return EXIT_USAGE
+    if len(key) < settings.REDACTION_KEY_MIN:
+        err.write(f"handoff hash: HANDOFF_REDACTION_KEY must be at least {settings.REDACTION_KEY_MIN} characters\n")
+        return EXIT_INVALID
+    value = args.value
+    if value is None:  # read from stdin, so the value stays out of the shell history
+        value = sys.stdin.readline().rstrip("\r\n")
+    out.write(redaction.keyed_hash(key, args.variable, value) + "\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="handoff", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,10 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a routing configuration")
     p.add_argument("file")
+
+    p = sub.add_parser(
+        "hash",
+        help="the keyed hash that logs and telemetry show for a sensitive value (key from HANDOFF_REDACTION_KEY)",
+    )
+    p.add_argument("variable", help="the context variable's name, e.g. AccountNumber (case-sensitive)")
+    p.add_argument("value", nargs="?", help="its value as the IVR sends it; omitted: read one line from stdin")
     return parser
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
@@ -161,6 +191,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return cmd_encode(args, out, err)
     if args.command == "route":
         return cmd_route(args, out, err)
+    if args.command == "hash":
+        return cmd_hash(args, out, err, os.environ if env is None else env)
     return cmd_check_config(args, out, err)
 
 

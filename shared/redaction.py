@@ -3,23 +3,51 @@
 Values of context variables flagged ``sensitive`` (account numbers, PINs) and the raw User-to-User
 text are replaced before anything is printed, logged or exported. Callers pass ``reveal=True`` only
 for an operator's explicit ``handoff route --reveal`` on their own machine.
+
+With a key (setting ``HANDOFF_REDACTION_KEY``) a sensitive value is replaced by a short keyed hash
+instead of ``***``: ``hmac:`` + the first 12 hex digits of HMAC-SHA256(key, name + NUL + value).
+The same value of the same variable always gives the same hash, so an operator who holds the key
+can find the calls that carried a given account number (``handoff hash``) without the value itself
+ever reaching a log. Without the key a hash cannot be computed or reversed; with it, a short
+value such as a 4-digit PIN can be found by trying all of them, so the key is as secret as the data.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from shared import uui
 from shared.context import to_json_value
 from shared.events import IncomingCall
 from shared.routing import Decision
+from shared.values import Value
 
 MASK = "***"
+HASH_PREFIX = "hmac:"
+HASH_HEX_DIGITS = 12
 
 
-def masked_context(decision: Decision, *, reveal: bool = False) -> dict[str, Any]:
+def value_text(value: Value | str) -> str:
+    """The text a value is hashed as: strings as received, numbers as JSON numbers, true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(to_json_value(value))
+
+
+def keyed_hash(key: str, name: str, value: Value | str) -> str:
+    """``hmac:`` + 12 hex digits of HMAC-SHA256(key, name NUL value): matchable, not reversible without key."""
+    message = f"{name}\x00{value_text(value)}".encode()
+    return HASH_PREFIX + hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:HASH_HEX_DIGITS]
+
+
+def masked_context(decision: Decision, *, reveal: bool = False, key: str | None = None) -> dict[str, Any]:
+    """The decision's context with each sensitive value masked (``***``), or keyed-hashed when ``key`` is given."""
     return {
-        name: to_json_value(value) if reveal or name not in decision.sensitive else MASK
+        name: to_json_value(value)
+        if reveal or name not in decision.sensitive
+        else (keyed_hash(key, name, value) if key else MASK)
         for name, value in decision.context.items()
     }
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared import calls, config, events, redaction, routing, settings, transfer
+from shared import calls, config, events, redaction, routing, settings, telemetry, transfer
 from shared.callback_auth import CallbackAuthError, CallbackVerifier
 from shared.dedupe import Claims
 
@@ -98,6 +98,7 @@ class Service:
             return Handled(env.event_id, None, None, calls.Outcome(calls.PERMANENT, "none", str(exc)))
         return self.handle_call(call)
 
+    @telemetry.traced_incoming_call(_event_age_s)
     def handle_call(self, call: events.IncomingCall) -> Handled:
         keys = (
             f"event:{call.event_id}",
@@ -137,7 +138,7 @@ class Service:
             "queue": decision.queue,
             "action": decision.action,
             "outcome": outcome.status,
-            "context": redaction.masked_context(decision),
+            "context": redaction.masked_context(decision, key=self.settings.redaction_key),
             "warnings": [w.message for w in decision.warnings],
             "errors": [e.message for e in decision.errors],
             "elapsed_ms": round(outcome.elapsed_ms, 2),
@@ -177,6 +178,7 @@ class Service:
         handled = [self.handle_callback_event(item) for item in items if isinstance(item, dict)]
         return 200, {"handled": handled}
 
+    @telemetry.traced_callback
     def handle_callback_event(self, event: dict[str, Any]) -> str:
         kind = str(event.get("type", "")).rsplit(".", 1)[-1]
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
@@ -267,6 +269,7 @@ def start(env: Mapping[str, str] | None = None, client: Any = None) -> Service:
     global _current
     cfg = settings.load(env)
     table = config.load_file(str(APP_ROOT / cfg.config_path))  # an absolute path stays as it is
+    telemetry.configure(cfg)  # before the client: its pipeline gets telemetry's policy; a no-op when off
     _current = Service(cfg, table, calls.CallActions(cfg, client))
     return _current
 

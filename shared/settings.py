@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 #: ACS publishes its callback signing keys here (handbook acs.md, "Mid-call callbacks").
@@ -68,6 +68,11 @@ SETTINGS: tuple[Setting, ...] = (
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
         "Entra ID authentication for the exporter (ClientId=<id>;Authorization=AAD).",
     ),
+    Setting(
+        "HANDOFF_REDACTION_KEY",
+        "Secret key (at least 16 characters) for the short keyed hashes (HMAC-SHA256) that replace "
+        "sensitive context values in logs and telemetry, so operators can match calls; unset: masked as ***.",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -88,6 +93,12 @@ class Settings:
     openid_config_url: str
     deadline_seconds: float
     appinsights_connection_string: str | None
+    appinsights_authentication_string: str | None = None
+    redaction_key: str | None = field(default=None, repr=False)  # a secret: kept out of reprs
+
+
+#: Shorter keys make the keyed hashes of sensitive values guessable.
+REDACTION_KEY_MIN = 16
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -119,6 +130,16 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if not 0 < deadline <= 25:
         # A call rings 30 s; the deadline must leave room to act before it stops ringing.
         raise SettingsError(f"setting HANDOFF_DEADLINE_SECONDS must be in (0, 25], got {deadline}")
+    connection_string = _get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING")
+    if connection_string and "instrumentationkey=" not in connection_string.lower():
+        raise SettingsError(
+            "setting APPLICATIONINSIGHTS_CONNECTION_STRING must be an Application Insights connection string "
+            "(InstrumentationKey=...;IngestionEndpoint=...)"
+        )
+    redaction_key = _get(env, "HANDOFF_REDACTION_KEY")
+    if redaction_key is not None and len(redaction_key) < REDACTION_KEY_MIN:
+        # The key itself is never echoed.
+        raise SettingsError(f"setting HANDOFF_REDACTION_KEY must be at least {REDACTION_KEY_MIN} characters long")
     return Settings(
         config_path=_get(env, "HANDOFF_CONFIG") or "routing.yaml",
         acs_endpoint=endpoint,
@@ -128,5 +149,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         acs_resource_id=_get(env, "ACS_RESOURCE_ID"),
         openid_config_url=_get(env, "HANDOFF_OPENID_CONFIG_URL") or DEFAULT_OPENID_CONFIG_URL,
         deadline_seconds=deadline,
-        appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        appinsights_connection_string=connection_string,
+        appinsights_authentication_string=_get(env, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
+        redaction_key=redaction_key,
     )

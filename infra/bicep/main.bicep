@@ -74,6 +74,10 @@ param instanceMemoryMB int = 2048
 @description('HANDOFF_DEADLINE_SECONDS: time budget in seconds for one Call Automation action including retries (a call rings 30 s; the app accepts (0, 25]).')
 param deadlineSeconds string = '10'
 
+@secure()
+@description('HANDOFF_REDACTION_KEY: secret key (16+ characters) for the keyed hashes that replace sensitive context values in telemetry (docs/operate.md); empty: they are masked.')
+param redactionKey string = ''
+
 @description('Days a dead-lettered IncomingCall event (it holds caller numbers) is kept in storage.')
 @minValue(1)
 @maxValue(365)
@@ -192,6 +196,7 @@ module functionApp 'modules/function-app.bicep' = {
     acsEndpoint: acs.outputs.endpoint
     acsImmutableResourceId: acs.outputs.immutableResourceId
     deadlineSeconds: deadlineSeconds
+    redactionKey: redactionKey
   }
 }
 

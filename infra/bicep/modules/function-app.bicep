@@ -67,6 +67,10 @@ param acsImmutableResourceId string
 @description('Time budget in seconds for one Call Automation action including retries (HANDOFF_DEADLINE_SECONDS).')
 param deadlineSeconds string
 
+@secure()
+@description('Key of the keyed hashes of sensitive values in telemetry (HANDOFF_REDACTION_KEY); empty: masked.')
+param redactionKey string
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -168,6 +172,7 @@ var codeAppSettings = {
   HANDOFF_DEADLINE_SECONDS: deadlineSeconds
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  HANDOFF_REDACTION_KEY: redactionKey
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
