@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,43 +189,43 @@ class CallActions:
         self.settings = settings
         self.client = client or create_client(settings)
 
-    def execute(self, call: IncomingCall, decision: Decision) -> Outcome:
+    def _attempt(self, action: str, connection_id: str | None, request: Callable[[], str | None]) -> Outcome:
+        """Run one Call Automation request; every failure becomes a classified Outcome, never an exception."""
         start = time.perf_counter()
-        connection_id: str | None = None
         try:
+            created = request()
+        except Exception as exc:  # every failure gets a defined outcome; nothing escapes to the host
+            status, retryable, detail = classify(exc)
+            return Outcome(status, action, detail, connection_id, (time.perf_counter() - start) * 1000, retryable)
+        return Outcome(DONE, action, "", created or connection_id, (time.perf_counter() - start) * 1000)
+
+    def execute(self, call: IncomingCall, decision: Decision) -> Outcome:
+        """Carry out the Decision on the ringing call: answer, redirect or reject."""
+        context = call.incoming_call_context
+
+        def request() -> str | None:
             if decision.action in ("answer", "transfer"):
                 # A transfer queue is answered by this app (its own callback URL); the transfer with
                 # context follows on CallConnected, since only a connected call can be transferred.
                 callback = self.settings.callback_url if decision.action == "transfer" else decision.callback_url
                 assert callback is not None
-                props = self.client.answer_call(
-                    call.incoming_call_context,
-                    callback,
-                    operation_context=operation_context(call, decision),
-                )
-                connection_id = props.call_connection_id
-            elif decision.action == "redirect":
+                props = self.client.answer_call(context, callback, operation_context=operation_context(call, decision))
+                return str(props.call_connection_id) if props.call_connection_id else None
+            if decision.action == "redirect":
                 assert decision.target is not None
-                self.client.redirect_call(call.incoming_call_context, to_identifier(decision.target))
+                self.client.redirect_call(context, to_identifier(decision.target))
             elif decision.action == "reject":
-                self.client.reject_call(call.incoming_call_context, call_reject_reason=decision.reject_reason or "none")
+                self.client.reject_call(context, call_reject_reason=decision.reject_reason or "none")
             else:  # pragma: no cover - the configuration only allows the four actions
                 raise ValueError(f"unknown action {decision.action!r}")
-        except Exception as exc:  # every failure gets a defined outcome; nothing escapes to the host
-            status, retryable, detail = classify(exc)
-            return Outcome(status, decision.action, detail, None, (time.perf_counter() - start) * 1000, retryable)
-        return Outcome(DONE, decision.action, "", connection_id, (time.perf_counter() - start) * 1000)
+            return None
 
-    def transfer(
-        self,
-        call_connection_id: str,
-        target: str,
-        headers: TransferHeaders,
-        context: str,
-    ) -> Outcome:
+        return self._attempt(decision.action, None, request)
+
+    def transfer(self, call_connection_id: str, target: str, headers: TransferHeaders, context: str) -> Outcome:
         """Transfer a connected call to the queue's target with the context as headers."""
-        start = time.perf_counter()
-        try:
+
+        def request() -> None:
             self.client.get_call_connection(call_connection_id).transfer_call_to_participant(
                 to_identifier(target),
                 operation_context=context,
@@ -232,21 +233,13 @@ class CallActions:
                 sip_headers=headers.sip_headers,
                 voip_headers=headers.voip_headers,
             )
-        except Exception as exc:
-            status, retryable, detail = classify(exc)
-            return Outcome(
-                status, "transfer", detail, call_connection_id, (time.perf_counter() - start) * 1000, retryable
-            )
-        return Outcome(DONE, "transfer", "", call_connection_id, (time.perf_counter() - start) * 1000)
+
+        return self._attempt("transfer", call_connection_id, request)
 
     def hang_up(self, call_connection_id: str) -> Outcome:
         """End the call for everyone: nobody is left to take it."""
-        start = time.perf_counter()
-        try:
-            self.client.get_call_connection(call_connection_id).hang_up(is_for_everyone=True)
-        except Exception as exc:
-            status, retryable, detail = classify(exc)
-            return Outcome(
-                status, "hangup", detail, call_connection_id, (time.perf_counter() - start) * 1000, retryable
-            )
-        return Outcome(DONE, "hangup", "", call_connection_id, (time.perf_counter() - start) * 1000)
+        return self._attempt(
+            "hangup",
+            call_connection_id,
+            lambda: self.client.get_call_connection(call_connection_id).hang_up(is_for_everyone=True),
+        )

@@ -52,8 +52,8 @@ def _event_age_s(event_time: str | None, now: float) -> float | None:
     # Event Grid writes 7 fractional digits; Python's parser takes at most 6.
     if "." in text:
         head, _, tail = text.partition(".")
-        digits = "".join(c for c in tail[:7] if c.isdigit())
-        zone = tail[len(digits) :]
+        count = len(tail) - len(tail.lstrip("0123456789"))
+        digits, zone = tail[:count], tail[count:]
         text = f"{head}.{digits[:6]}{zone}"
     try:
         at = datetime.fromisoformat(text)
@@ -146,7 +146,11 @@ class Service:
         level = logging.INFO
         if outcome.status in (calls.PERMANENT, calls.TRANSIENT):
             level = logging.ERROR
-        elif outcome.status in (calls.STALE, calls.DUPLICATE, calls.ALREADY_HANDLED) or decision.errors:
+        elif (
+            outcome.status in (calls.STALE, calls.DUPLICATE, calls.ALREADY_HANDLED)
+            or decision.errors
+            or decision.rule == routing.RULE_UNKNOWN_NUMBER  # the Event Grid filter should have kept it out
+        ):
             level = logging.WARNING
         log.log(
             level,
@@ -207,27 +211,7 @@ class Service:
             reason = (
                 f"{info.get('code')}/{info.get('subCode')}: {info.get('message')}" if isinstance(info, dict) else ""
             )
-            if not self.claims.claim([f"transfer-failed:{connection}:{op.get('attempt')}"]):
-                return f"{kind}: duplicate"
-            ws = self.workstreams.get(str(op.get("workstream")))
-            fallback = self.routing.queues.get(ws.fallback_queue) if ws else None
-            target = getattr(fallback, "target", None)
-            if op.get("attempt") == "primary" and ws is not None and isinstance(target, str):
-                log.warning(
-                    "%s: transfer to %s failed (%s); trying fallback queue %s",
-                    who,
-                    op.get("target"),
-                    reason,
-                    ws.fallback_queue,
-                )
-                fmt = getattr(fallback, "uui_format", "plain")
-                op = {**op, "queue": ws.fallback_queue}
-                return self._transfer(connection, op, target, fmt, attempt="fallback")
-            log.error(
-                "%s: transfer to %s failed (%s) and no fallback is left; hanging up", who, op.get("target"), reason
-            )
-            outcome = self.actions.hang_up(connection)
-            return f"{kind}: hung up ({outcome.status})"
+            return f"{kind}: " + self._after_failed_transfer(connection, op, reason)
         if kind == "CallDisconnected":
             queue = self.routing.queues.get(str(op.get("queue")))
             if isinstance(queue, config.TransferQueue) and f"transferring:{connection}" not in self.claims:
@@ -246,19 +230,37 @@ class Service:
         for note in headers.notes:
             log.warning("call %s: %s", op.get("correlationId") or connection, note)
         self.claims.claim([f"transferring:{connection}"])
-        outgoing = json.dumps({**op, "target": target, "attempt": attempt}, separators=(",", ":"))
-        outcome = self.actions.transfer(connection, target, headers, outgoing)
-        level = logging.INFO if outcome.status == calls.DONE else logging.ERROR
-        log.log(
-            level,
-            "call %s: transfer to %s (%s attempt) → %s %s",
-            op.get("correlationId") or connection,
-            target,
-            attempt,
-            outcome.status,
-            outcome.detail,
-        )
-        return f"transfer ({attempt}): {outcome.status}"
+        op = {**op, "target": target, "attempt": attempt}
+        outcome = self.actions.transfer(connection, target, headers, json.dumps(op, separators=(",", ":")))
+        if outcome.status == calls.DONE:
+            log.info(
+                "call %s: transfer to %s (%s attempt) requested", op.get("correlationId") or connection, target, attempt
+            )
+            return f"transfer ({attempt}): done"
+        # Refused outright: no CallTransferFailed will follow, so act on it now.
+        return f"transfer ({attempt}): {outcome.status}; " + self._after_failed_transfer(connection, op, outcome.detail)
+
+    def _after_failed_transfer(self, connection: str, op: dict[str, Any], reason: str) -> str:
+        """One attempt at the workstream's fallback queue (when it has a target), then hang up."""
+        who = f"call {op.get('correlationId') or connection}"
+        if not self.claims.claim([f"transfer-failed:{connection}:{op.get('attempt')}"]):
+            return "duplicate"
+        ws = self.workstreams.get(str(op.get("workstream")))
+        fallback = self.routing.queues.get(ws.fallback_queue) if ws else None
+        target = getattr(fallback, "target", None)
+        if op.get("attempt") == "primary" and ws is not None and isinstance(target, str):
+            log.warning(
+                "%s: transfer to %s failed (%s); trying fallback queue %s",
+                who,
+                op.get("target"),
+                reason,
+                ws.fallback_queue,
+            )
+            fmt = getattr(fallback, "uui_format", "plain")
+            return self._transfer(connection, {**op, "queue": ws.fallback_queue}, target, fmt, attempt="fallback")
+        log.error("%s: transfer to %s failed (%s) and no fallback is left; hanging up", who, op.get("target"), reason)
+        outcome = self.actions.hang_up(connection)
+        return f"hung up ({outcome.status})"
 
 
 _current: Service | None = None

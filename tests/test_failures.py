@@ -367,3 +367,37 @@ def test_a_caller_hanging_up_before_the_transfer_is_logged(stack: Stack, caplog:
     assert status == 200
     assert any("caller hung up before the transfer to queue billing" in r.getMessage() for r in caplog.records)
     assert one_action(stack, event) == ["answer"]
+
+
+def test_a_transfer_request_refused_outright_still_ends_in_a_defined_outcome(stack: Stack) -> None:
+    # No CallTransferFailed follows a refused request: the app must act on the refusal itself.
+    stack.emu.inject("transfer", status=400, body={"error": {"code": "BadRequest", "message": "emulated"}})
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    assert stack.post([event])[0] == 202
+    assert stack.wait(lambda: one_action(stack, event) == ["answer", "hangup"])
+    assert [a.status for a in stack.emu.actions if a.operation == "transfer"] == [400]
+
+
+def test_a_refused_transfer_tries_the_fallback_queue(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "routing.yaml"
+    path.write_text(FALLBACK_TRANSFER)
+    stack.restart(HANDOFF_CONFIG=str(path))
+    stack.emu.inject("transfer", status=403)
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    assert stack.post([event])[0] == 202
+    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer"])
+    [fallback] = [a for a in stack.actions_for(event) if a.operation == "transfer"]
+    assert fallback.body["targetParticipant"]["rawId"] == "4:+14255550188"
+
+
+@pytest.mark.parametrize(
+    "stamp", ["2026-11-26T12:00:00Z", "2026-11-26T12:00:00.5542219Z", "2026-11-26T12:00:00.554221987+00:00"]
+)
+def test_event_times_with_any_number_of_fraction_digits_give_the_event_age(stamp: str) -> None:
+    at = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC).timestamp()
+    age = service._event_age_s(stamp, at + 20.0)
+    assert age is not None and 19.0 < age <= 20.0
+
+
+def test_an_unreadable_event_time_gives_no_age_and_a_retry_is_allowed() -> None:
+    assert service._event_age_s("yesterday", time.time()) is None
