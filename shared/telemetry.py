@@ -185,6 +185,7 @@ class _HandledLike(Protocol):
 
 _S = TypeVar("_S")
 _H = TypeVar("_H", bound=_HandledLike)
+_T = TypeVar("_T")
 EventAge = Callable[[str | None, float], float | None]
 
 
@@ -237,28 +238,15 @@ class _Runtime:
             SERVER_CALL_ID: call.server_call_id or "",
         }
         scope = _Scope(correlation=ids)
-        token = _scope.set(scope)
         started = time.time()
-        try:
-            with self.tracer.start_as_current_span(
-                SPAN_INCOMING_CALL,
-                kind=self.CONSUMER,
-                attributes=ids,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    handled = fn(svc, call)
-                except BaseException as exc:
-                    self._failed(span, exc)
-                    raise
-                try:
-                    self._record_call(span, call, handled, scope, age, started)
-                except Exception as exc:  # telemetry never breaks a call
-                    log.error("telemetry for IncomingCall %s failed: %s", call.event_id, type(exc).__name__)
-                return handled
-        finally:
-            _scope.reset(token)
+        return self._in_span(
+            SPAN_INCOMING_CALL,
+            ids,
+            scope,
+            lambda: fn(svc, call),
+            lambda span, handled: self._record_call(span, call, handled, scope, age, started),
+            f"IncomingCall {call.event_id}",
+        )
 
     def _record_call(
         self, span: Span, call: IncomingCall, handled: _HandledLike, scope: _Scope, age: EventAge, started: float
@@ -361,24 +349,47 @@ class _Runtime:
         info = data.get("resultInformation")
         if isinstance(info, dict) and (info.get("code") is not None or info.get("subCode") is not None):
             attributes[RESULT_CODE] = f"{info.get('code')}/{info.get('subCode')}"
-        token = _scope.set(_Scope(correlation=ids))
+        return self._in_span(
+            SPAN_CALLBACK,
+            attributes,
+            _Scope(correlation=ids),
+            lambda: fn(svc, event),
+            lambda span, result: self._record_callback(span, kind, result),
+            f"callback {kind}",
+        )
+
+    def _in_span(
+        self,
+        name: str,
+        attributes: dict[str, str],
+        scope: _Scope,
+        run: Callable[[], _T],
+        record: Callable[[Span, _T], None],
+        what: str,
+    ) -> _T:
+        """Run the handler in a CONSUMER span with the call's correlation scope; record its result.
+
+        Exceptions are recorded by type only (their text may carry values); telemetry that fails
+        is logged and never breaks the call.
+        """
+        token = _scope.set(scope)
         try:
             with self.tracer.start_as_current_span(
-                SPAN_CALLBACK,
+                name,
                 kind=self.CONSUMER,
                 attributes=attributes,
                 record_exception=False,
                 set_status_on_exception=False,
             ) as span:
                 try:
-                    result = fn(svc, event)
+                    result = run()
                 except BaseException as exc:
                     self._failed(span, exc)
                     raise
                 try:
-                    self._record_callback(span, kind, result)
+                    record(span, result)
                 except Exception as exc:  # telemetry never breaks a call
-                    log.error("telemetry for callback %s failed: %s", kind, type(exc).__name__)
+                    log.error("telemetry for %s failed: %s", what, type(exc).__name__)
                 return result
         finally:
             _scope.reset(token)
