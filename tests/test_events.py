@@ -143,3 +143,10 @@ def test_every_bundled_transferred_call_parses() -> None:
     for entry in load_json(EXAMPLES / "calls" / "manifest.json"):
         calls = events.parse_events((EXAMPLES / "calls" / entry["file"]).read_bytes())
         assert len(calls) == 1 and calls[0].called.is_phone_number
+
+
+def test_event_type_names_are_the_ones_the_event_grid_sdk_publishes() -> None:
+    from azure.eventgrid import SystemEventNames
+
+    assert events.INCOMING_CALL_TYPE == SystemEventNames.AcsIncomingCallEventName
+    assert events.SUBSCRIPTION_VALIDATION_TYPE == SystemEventNames.EventGridSubscriptionValidationEventName
