@@ -148,5 +148,5 @@ def test_every_bundled_transferred_call_parses() -> None:
 def test_event_type_names_are_the_ones_the_event_grid_sdk_publishes() -> None:
     from azure.eventgrid import SystemEventNames
 
-    assert events.INCOMING_CALL_TYPE == SystemEventNames.AcsIncomingCallEventName
-    assert events.SUBSCRIPTION_VALIDATION_TYPE == SystemEventNames.EventGridSubscriptionValidationEventName
+    assert SystemEventNames.AcsIncomingCallEventName == events.INCOMING_CALL_TYPE
+    assert SystemEventNames.EventGridSubscriptionValidationEventName == events.SUBSCRIPTION_VALIDATION_TYPE
