@@ -76,15 +76,25 @@ class Service:
     def handle_delivery(self, payload: Any) -> list[Handled]:
         """One Event Grid delivery (an event or an array). Never raises except RetryableFailure."""
         try:
-            envs = events.envelopes(payload)
+            body = events.load_json(payload)
         except events.EventError as exc:
             log.error("delivery refused: %s", exc)
             return [Handled("", None, None, calls.Outcome(calls.PERMANENT, "none", str(exc)))]
-        results = [self.handle_envelope(env) for env in envs]
+        items = body if isinstance(body, list) else [body]
+        # Each event on its own: one malformed item must not cost the other calls of the batch.
+        results = [self.handle_item(item, i if isinstance(body, list) else None) for i, item in enumerate(items)]
         retry = [r for r in results if r.outcome.retryable]
         if retry:
             raise RetryableFailure("; ".join(f"event {r.event_id}: {r.outcome.detail}" for r in retry))
         return results
+
+    def handle_item(self, item: Any, index: int | None) -> Handled:
+        try:
+            env = events.envelope(item, index=index)
+        except events.EventError as exc:
+            log.error("delivery item refused: %s", exc)
+            return Handled("", None, None, calls.Outcome(calls.PERMANENT, "none", str(exc)))
+        return self.handle_envelope(env)
 
     def handle_envelope(self, env: events.Envelope) -> Handled:
         if env.event_type != events.INCOMING_CALL_TYPE:

@@ -401,3 +401,11 @@ def test_event_times_with_any_number_of_fraction_digits_give_the_event_age(stamp
 
 def test_an_unreadable_event_time_gives_no_age_and_a_retry_is_allowed() -> None:
     assert service._event_age_s("yesterday", time.time()) is None
+
+
+def test_a_malformed_item_in_a_batch_does_not_cost_the_other_calls(stack: Stack) -> None:
+    good = stack.call(sip={"User-To-User": "IsVip=1"})
+    results = service.current().handle_delivery([5, {"id": "x"}, good])
+    assert [r.outcome.status for r in results] == [calls.PERMANENT, calls.PERMANENT, calls.DONE]
+    assert "event[0] is not a JSON object" in results[0].outcome.detail
+    assert one_action(stack, good) == ["redirect"]
