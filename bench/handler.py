@@ -47,12 +47,13 @@ import logging
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.spawn import interleaved, until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -295,39 +296,16 @@ def cold_env() -> dict[str, str]:
 
 
 def spawn(side: str, env: dict[str, str]) -> tuple[float, list[float]]:
-    """(seconds from spawn to ready, the child's own timings)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILDREN[side]],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    elapsed = time.perf_counter() - t0
-    _, err = proc.communicate(timeout=60)
-    if proc.returncode != 0 or not line.startswith("ready"):
-        raise RuntimeError(f"cold-start child {side} failed ({proc.returncode}): {err.strip()[-2000:]}")
-    return elapsed, [float(x) for x in line.split()[1:]]
+    """(ms from spawn to ready, the child's own timings in ms)."""
+    elapsed_ms, words = until_ready(CHILDREN[side], env, side)
+    return elapsed_ms, [float(x) * 1000 for x in words]
 
 
 def cold(runs: int = 25, warmup: int = 3, seed: int = 2) -> dict[str, Any]:
     env = cold_env()
-    rng = random.Random(seed)
-    for _ in range(warmup):  # bytecode caches written, files in the page cache
-        for side in CHILDREN:
-            spawn(side, env)
-    wall: dict[str, list[float]] = {s: [] for s in CHILDREN}
-    inner: dict[str, list[list[float]]] = {s: [] for s in CHILDREN}
-    for _ in range(runs):
-        order = list(CHILDREN)
-        rng.shuffle(order)
-        for side in order:
-            elapsed, own = spawn(side, env)
-            wall[side].append(elapsed * 1000)
-            inner[side].append([x * 1000 for x in own])
+    results = interleaved(CHILDREN, lambda side: spawn(side, env), runs, warmup, seed)
+    wall = {s: [w for w, _ in r] for s, r in results.items()}
+    inner = {s: [own for _, own in r] for s, r in results.items()}
     med = {s: statistics.median(v) for s, v in wall.items()}
     result: dict[str, Any] = {
         "runs": runs,

@@ -33,13 +33,14 @@ import argparse
 import json
 import logging
 import os
-import random
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.spawn import interleaved, until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLED = "+14255550100"
@@ -269,43 +270,21 @@ def cold_env(side: str, connection_string: str) -> dict[str, str]:
 
 def spawn_cold(side: str, env: dict[str, str]) -> tuple[float, float]:
     """(ms from spawn to ready, ms of the in-process import)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", COLD_CHILD],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    wall = (time.perf_counter() - t0) * 1000
-    _, err = proc.communicate(timeout=60)
-    parts = line.split()
+    wall, words = until_ready(COLD_CHILD, env, side)
     enabled = str(int(COLD_SIDES[side][0] == "on"))
-    if proc.returncode != 0 or not parts or parts[0] != "ready" or parts[2] != enabled:
-        raise RuntimeError(f"cold-start child {side} failed ({proc.returncode}): {line!r} {err.strip()[-2000:]}")
-    return wall, float(parts[1]) * 1000
+    if len(words) < 2 or words[1] != enabled:
+        raise RuntimeError(f"cold-start child {side}: telemetry enabled is {words[1:2]}, expected {enabled}")
+    return wall, float(words[0]) * 1000
 
 
 def cold(runs: int = 15, warmup: int = 2, seed: int = 3) -> dict[str, Any]:
     from local.ingestion import IngestionEndpoint
 
-    rng = random.Random(seed)
-    wall: dict[str, list[float]] = {s: [] for s in COLD_SIDES}
-    inner: dict[str, list[float]] = {s: [] for s in COLD_SIDES}
     with IngestionEndpoint(lifetime=3600, max_bodies=100_000) as sink:
         envs = {s: cold_env(s, sink.connection_string) for s in COLD_SIDES}
-        for _ in range(warmup):  # bytecode caches written, files in the page cache
-            for side in COLD_SIDES:
-                spawn_cold(side, envs[side])
-        for _ in range(runs):
-            order = list(COLD_SIDES)
-            rng.shuffle(order)
-            for side in order:
-                w, i = spawn_cold(side, envs[side])
-                wall[side].append(w)
-                inner[side].append(i)
+        results = interleaved(COLD_SIDES, lambda side: spawn_cold(side, envs[side]), runs, warmup, seed)
+    wall = {s: [w for w, _ in r] for s, r in results.items()}
+    inner = {s: [i for _, i in r] for s, r in results.items()}
     result: dict[str, Any] = {
         "runs": runs,
         "wall": {s: statistics.median(v) for s, v in wall.items()},
