@@ -47,7 +47,7 @@ class _Collector(logging.Handler):
             self.by_event[fields["event_id"]] = fields
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("handoff").addHandler(collector)
     logging.getLogger("handoff").setLevel(logging.INFO)
     with CallAutomationEmulator() as emu:
-        port = _free_port()
+        port = free_port()
         os.environ.update(local_settings(emu, port))
         function_app = importlib.import_module("function_app")
         with LocalHost(function_app.app, port=port) as host:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +46,22 @@ def stack(stack_session):  # type: ignore[no-untyped-def]
     stack_session.restart()
     yield stack_session
     stack_session.restart()
+
+
+def run_python(args: list[str], settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter at the repository root, with none of the app's settings inherited from
+    this process (so a developer's or CI's environment cannot change the outcome) plus ``settings``."""
+    from shared.settings import SETTINGS
+
+    names = {s.name for s in SETTINGS}
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**env, **(settings or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -20,14 +19,8 @@ from typing import Any
 
 from local.emulator import CallAutomationEmulator, RecordedAction
 from local.host import LocalHost
-from local.run import local_settings
+from local.run import free_port, local_settings
 from shared import service
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import socket
 import sys
 import time
 import urllib.error
@@ -27,7 +26,7 @@ from typing import Any
 
 from local.emulator import CallAutomationEmulator
 from local.host import LocalHost
-from local.run import local_settings
+from local.run import free_port, local_settings
 from shared import settings, telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +40,6 @@ BILLING_TARGET = "+14255550123"
 ACCOUNT = "987654321012"
 PIN = "4711"
 SENTINEL_PAIRS = f"AccountNumber={ACCOUNT};Pin={PIN}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def hex_uui(text: str, param: str = "encoding=hex") -> str:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
-import sys
 from typing import Any
 
 import azure.functions as func
 import pytest
 
 from shared import service, settings
-from tests.conftest import ROOT
+from tests.conftest import run_python
 from tests.stack import Stack
 
 
@@ -85,16 +83,7 @@ def test_the_callbacks_function_takes_a_real_http_request(stack: Stack) -> None:
 
 
 def import_function_app(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {s.name for s in settings.SETTINGS}}
-    return subprocess.run(
-        [sys.executable, "-c", "import function_app"],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_python(["-c", "import function_app"], env)
 
 
 GOOD = {

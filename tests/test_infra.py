@@ -18,8 +18,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import yaml
 from tree_sitter import Language, Node, Parser
 
 from shared.settings import SETTINGS
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 BICEP_DIR = ROOT / "infra" / "bicep"
@@ -416,24 +415,14 @@ class FunctionFacts:
 @pytest.fixture(scope="session")
 def function_facts() -> FunctionFacts:
     """Import function_app in a child process (it starts the service at import) and list its triggers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLICATIONINSIGHTS_", "AZURE_"))}
-    env.update(
+    proc = run_python(
+        ["-c", _FUNCTION_FACTS_SCRIPT],
         {
             # Harmless values for what function_app needs at import; nothing is contacted.
             "ACS_ENDPOINT": "https://127.0.0.1:9/",
             "ACS_ACCESS_KEY": "aGFuZG9mZi10ZXN0LWtleQ==",
             "HANDOFF_CALLBACK_URL": "https://127.0.0.1:9/api/callbacks",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        }
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", _FUNCTION_FACTS_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        },
     )
     assert proc.returncode == 0, f"importing function_app failed:\n{proc.stderr[-3000:]}"
     functions = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, run_python
 
 
 def test_make_run_once_replays_every_bundled_call_and_exits_0_when_each_got_its_action() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACS_", "HANDOFF_", "APPLICATIONINSIGHTS_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "local.run", "--once"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(["-m", "local.run", "--once"])
     assert result.returncode == 0, result.stdout + result.stderr
     manifest = json.loads((EXAMPLES / "calls" / "manifest.json").read_text())
     lines = result.stdout.splitlines()
