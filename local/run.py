@@ -112,7 +112,7 @@ def replay(host: LocalHost, emu: CallAutomationEmulator, collector: _Collector, 
         }
         deadline = time.monotonic() + 5
         while True:
-            mine = [a for a in emu.executed() if _belongs(a, context_token, emu)]
+            mine = actions_for_call(emu, context_token)
             if [a.operation for a in mine] == wanted[expected] or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
@@ -132,16 +132,13 @@ def replay(host: LocalHost, emu: CallAutomationEmulator, collector: _Collector, 
     return all_ok
 
 
-def _belongs(action: RecordedAction, context_token: str, emu: CallAutomationEmulator) -> bool:
-    if (action.body or {}).get("incomingCallContext") == context_token:
-        return True
-    # Mid-call actions name the call connection created when that context was answered.
-    answered = [
-        a.call_connection_id for a in emu.executed("answer") if a.body.get("incomingCallContext") == context_token
-    ]
-    return (
-        action.call_connection_id is not None and action.call_connection_id in answered and action.operation != "answer"
-    )
+def actions_for_call(emu: CallAutomationEmulator, incoming_call_context: str) -> list[RecordedAction]:
+    """What the emulator executed for one call: the action on its incomingCallContext, then the
+    mid-call actions (transfer, hang-up) on the call connection that answer created."""
+    executed = emu.executed()
+    first = [a for a in executed if (a.body or {}).get("incomingCallContext") == incoming_call_context]
+    connections = {a.call_connection_id for a in first if a.operation == "answer"}
+    return first + [a for a in executed if a.operation != "answer" and a.call_connection_id in connections]
 
 
 def main(argv: list[str] | None = None) -> int:

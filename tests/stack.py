@@ -19,7 +19,7 @@ from typing import Any
 
 from local.emulator import CallAutomationEmulator, RecordedAction
 from local.host import LocalHost
-from local.run import free_port, local_settings
+from local.run import actions_for_call, free_port, local_settings
 from shared import service
 
 
@@ -69,12 +69,8 @@ class Stack:
             return int(exc.code), exc.read()
 
     def actions_for(self, event: dict[str, Any]) -> list[RecordedAction]:
-        """Successful actions on this call: by its context, then mid-call actions on its connection."""
-        context = event["data"]["incomingCallContext"]
-        first = [a for a in self.emu.executed() if (a.body or {}).get("incomingCallContext") == context]
-        connections = {a.call_connection_id for a in first if a.operation == "answer"}
-        later = [a for a in self.emu.executed() if a.operation != "answer" and a.call_connection_id in connections]
-        return first + later
+        """Successful actions on this call, as `make run` reports them."""
+        return actions_for_call(self.emu, event["data"]["incomingCallContext"])
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout
