@@ -44,12 +44,11 @@ STALE_MARKER = "IDX23010"  # "Lifetime validation of the signed http request fai
 #: ACS answers 4xx when a call was already answered/redirected/rejected by another delivery.
 #: Treated as done: someone already acted on this call.
 ALREADY_HANDLED_MARKERS = (
-    "incoming call already handled",  # the local emulator's wording; ACS's exact text is undocumented
+    "already handled",  # the local emulator's "Incoming call already handled"; ACS's text is undocumented
     "already been answered",
     "already answered",
     "already redirected",
     "already rejected",
-    "already handled",
     "call already",
 )
 

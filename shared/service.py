@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,12 +123,10 @@ class Service:
         if outcome.status == calls.TRANSIENT:
             age = _event_age_s(call.event_time, time.time())
             can_help = age is None or age < RETRY_CAN_HELP_BEFORE_AGE_S
-            outcome = calls.Outcome(
-                outcome.status,
-                outcome.action,
-                outcome.detail + ("" if can_help else f"; the event is {age:.0f}s old, a redelivery cannot help"),
-                outcome.call_connection_id,
-                outcome.elapsed_ms,
+            outcome = replace(
+                outcome,
+                detail=outcome.detail
+                + ("" if can_help else f"; the event is {age:.0f}s old, a redelivery cannot help"),
                 retryable=can_help,
             )
             if can_help:
