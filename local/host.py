@@ -39,12 +39,16 @@ class LocalHost:
         self.functions = app.get_functions()
         for fn in self.functions:
             trigger = fn.get_trigger()
+            name = fn.get_function_name()
+            # Both are Optional in azure-functions' types; get_functions() has already refused a triggerless one.
+            if trigger is None or name is None:
+                raise ValueError(f"function {name!r} has no trigger or no name")
             user = fn.get_user_function()
             kind = trigger.get_binding_name()
             if kind == "eventGridTrigger":
-                self.event_grid[fn.get_function_name()] = user
+                self.event_grid[name] = user
             elif kind == "httpTrigger":
-                route = getattr(trigger, "route", None) or fn.get_function_name()
+                route = getattr(trigger, "route", None) or name
                 methods = {str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or [])}
                 self.http.append((route.strip("/"), methods or {"GET", "POST"}, user))
         self.errors: list[str] = []
@@ -56,6 +60,8 @@ class LocalHost:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        if not isinstance(host, str):  # typeshed allows the bytes bind() accepts; getsockname() gives str
+            host = host.decode("ascii")
         return f"http://{host}:{port}"
 
     def event_grid_url(self, function_name: str = "incoming_call") -> str:
