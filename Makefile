@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shared
+	$(VENV)/bin/mypy shared functions function_app.py local bench
 
 pytest: $(STAMP)
 	$(VENV)/bin/pytest

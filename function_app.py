@@ -8,9 +8,9 @@ message naming it, not on the first ringing call.
 import azure.functions as func
 
 from functions import callbacks, incoming_call
-from shared import service
+from shared import app as handoff
 
-service.start()
+handoff.start()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(incoming_call.bp)

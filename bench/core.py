@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from shared import config, events, routing
+from shared.adapters.settings import load_routing
+from shared.core import events, routing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +31,7 @@ def percentile(sorted_ns: list[int], q: float) -> float:
 
 
 def main(iterations: int = 20_000) -> dict[str, dict[str, float]]:
-    table = config.load_file(str(ROOT / "routing.yaml"))
+    table = load_routing(str(ROOT / "routing.yaml"))
     manifest = json.loads((ROOT / "examples" / "calls" / "manifest.json").read_text())
     payloads = {
         m["file"].removesuffix(".json"): json.loads((ROOT / "examples/calls" / m["file"]).read_text()) for m in manifest

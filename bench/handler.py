@@ -41,7 +41,6 @@ import argparse
 import collections
 import functools
 import gc
-import importlib
 import json
 import logging
 import os
@@ -122,25 +121,20 @@ def overhead(rounds: int = 2000, warmup: int = 200, logging_mode: str = "worker"
     from azure.functions import meta
     from azure.functions.eventgrid import EventGridEventInConverter
 
-    from local.emulator import CallAutomationEmulator
-    from local.run import local_settings
+    from local.stack import running_stack
+    from shared import app
 
     _configure_logging(logging_mode)
     rng = random.Random(seed)
     samples: dict[str, list[float]] = {"A": [], "B": [], "C": []}
     reached: dict[str, list[float]] = {"A": [], "B": [], "C": []}
     decode_us: list[float] = []
-    with CallAutomationEmulator() as emu:
-        # The callback URL of transfer queues points at a closed loopback port; this bench routes
-        # every call to the agents queue, whose callbacks the emulator only records.
-        os.environ.update(local_settings(emu, 9))
-        function_app = importlib.import_module("function_app")
-        from shared import service
-
-        user = next(f for f in function_app.app.get_functions() if f.get_function_name() == "incoming_call")
-        incoming_call = user.get_user_function()
+    with running_stack() as stack:
+        # This bench routes every call to the agents queue, whose callbacks the emulator only records.
+        emu = stack.emu
+        incoming_call = stack.function("incoming_call")
         bare = CallAutomationClient(emu.endpoint, AzureKeyCredential(emu.access_key))
-        app_client = service.current().actions.client
+        app_client = app.current().actions.client
 
         def side_a() -> tuple[Callable[[], Any], str]:
             event = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
@@ -253,8 +247,8 @@ def print_overhead(r: dict[str, Any]) -> bool:
 _READY = "import time as _t\n_s = _t.perf_counter()\n{imports}\n_e = _t.perf_counter()\n"
 CHILDREN = {
     "A": _READY.format(imports="import function_app")
-    + "from shared import service\n"
-    + "assert service.current().actions.client is not None\n"
+    + "from shared import app\n"
+    + "assert app.current().actions.client is not None\n"
     + "print(f'ready {_e - _s:.6f}', flush=True)\n",
     "B": _READY.format(imports="import azure.functions, azure.communication.callautomation, pydantic, yaml")
     + "print(f'ready {_e - _s:.6f}', flush=True)\n",

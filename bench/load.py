@@ -35,12 +35,9 @@ import argparse
 import collections
 import copy
 import http.client
-import importlib
 import json
 import logging
-import os
 import random
-import socket
 import sys
 import threading
 import time
@@ -88,7 +85,7 @@ class Call:
 
 
 class _Outcomes(logging.Handler):
-    """Counts the outcome the service logs for every delivery (done, duplicate, already-handled, ...)."""
+    """Counts the outcome the app logs for every delivery (done, duplicate, already-handled, ...)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -100,12 +97,6 @@ class _Outcomes(logging.Handler):
         if isinstance(fields, dict) and "outcome" in fields:
             with self._lock2:
                 self.counts[str(fields["outcome"])] += 1
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _templates() -> list[tuple[str, dict[str, Any], str]]:
@@ -240,9 +231,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(n: int, workers: int, fault_share: float, seed: int) -> int:
-    from local.emulator import CallAutomationEmulator
-    from local.host import LocalHost
-    from local.run import local_settings
+    from local.stack import running_stack
 
     outcomes = _Outcomes()
     handoff_log = logging.getLogger("handoff")
@@ -253,30 +242,27 @@ def run(n: int, workers: int, fault_share: float, seed: int) -> int:
     calls = build_calls(n, fault_share, seed)
     lock = threading.Lock()
     began = time.monotonic()
-    with CallAutomationEmulator() as emu:
-        port = _free_port()
-        os.environ.update(local_settings(emu, port))
-        function_app = importlib.import_module("function_app")
-        with LocalHost(function_app.app, port=port) as host:
-            arrivals = _time_callbacks(host)
-            poster = Poster(host.event_grid_url())
-            deadline = time.monotonic() + RUN_BUDGET_S
-            t0 = time.monotonic()
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eventgrid") as pool:
-                for future in [pool.submit(run_call, poster, emu, c, deadline, lock) for c in calls]:
-                    future.result()
-            posting_s = time.monotonic() - t0
-            # Transfers follow the CallConnected callback: wait (bounded) until every call is complete.
-            settle_until = time.monotonic() + SETTLE_S
-            while time.monotonic() < settle_until:
-                if _complete(calls, emu.executed()):
-                    break
-                time.sleep(0.05)
-            time.sleep(0.3)  # a late duplicate action would show up here
-            executed = emu.executed()
-            everything = emu.actions
-            callbacks = emu.callbacks_sent
-            host_errors = list(host.errors)
+    with running_stack() as stack:
+        emu, host = stack.emu, stack.host
+        arrivals = _time_callbacks(host)
+        poster = Poster(host.event_grid_url())
+        deadline = time.monotonic() + RUN_BUDGET_S
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eventgrid") as pool:
+            for future in [pool.submit(run_call, poster, emu, c, deadline, lock) for c in calls]:
+                future.result()
+        posting_s = time.monotonic() - t0
+        # Transfers follow the CallConnected callback: wait (bounded) until every call is complete.
+        settle_until = time.monotonic() + SETTLE_S
+        while time.monotonic() < settle_until:
+            if _complete(calls, emu.executed()):
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)  # a late duplicate action would show up here
+        executed = emu.executed()
+        everything = emu.actions
+        callbacks = emu.callbacks_sent
+        host_errors = list(host.errors)
 
     by_call = _actions_by_call(calls, executed)
     connected_at = _connected_arrivals(arrivals)

@@ -101,26 +101,20 @@ class _WorkerLikeHandler(logging.Handler):
 
 
 def child_calls(n: int, warmup: int, interval_ms: float = 0.0) -> dict[str, Any]:
-    import importlib
-
     from azure.functions import meta
     from azure.functions.eventgrid import EventGridEventInConverter
 
-    from local.emulator import CallAutomationEmulator
-    from local.run import local_settings
+    from local.stack import running_stack
+    from shared.adapters import telemetry
 
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     root.addHandler(_WorkerLikeHandler())
     samples: list[float] = []
-    with CallAutomationEmulator() as emu:
+    with running_stack() as stack:
         # Agents' callback URL is https on a non-loopback host: the emulator records, never sends.
-        os.environ.update(local_settings(emu, 9))
-        function_app = importlib.import_module("function_app")
-        from shared import telemetry
-
-        fn = next(f for f in function_app.app.get_functions() if f.get_function_name() == "incoming_call")
-        incoming_call = fn.get_user_function()
+        emu = stack.emu
+        incoming_call = stack.function("incoming_call")
         answered = 0
         for i in range(warmup + n):
             event = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
@@ -240,13 +234,13 @@ COLD_CHILD = (
     "_s = _t.perf_counter()\n"
     "import function_app\n"
     "_e = _t.perf_counter()\n"
-    "from shared import telemetry\n"
+    "from shared.adapters import telemetry\n"
     "print(f'ready {_e - _s:.6f} {int(telemetry.enabled())}', flush=True)\n"
 )
 
 
 #: Cold-start sides: telemetry off/on, with the ACS access key (local runs) or the managed identity
-#: (as in Azure, where calls.create_client imports azure.identity anyway; so does the exporter).
+#: (as in Azure, where call_automation.create_client imports azure.identity anyway; so does the exporter).
 COLD_SIDES = {"off": ("off", "key"), "on": ("on", "key"), "off-mi": ("off", "mi"), "on-mi": ("on", "mi")}
 
 

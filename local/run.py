@@ -16,26 +16,23 @@ recorded by the emulator, not sent.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
-import os
-import socket
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from local.emulator import CallAutomationEmulator, RecordedAction
 from local.host import LocalHost
+from local.stack import actions_for_call, post_json, running_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLS = ROOT / "examples" / "calls"
 
 
 class _Collector(logging.Handler):
-    """Keeps the structured fields the service logs for each call, by event id."""
+    """Keeps the structured fields the app logs for each call, by event id."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -45,35 +42,6 @@ class _Collector(logging.Handler):
         fields = getattr(record, "handoff", None)
         if isinstance(fields, dict) and fields.get("event_id"):
             self.by_event[fields["event_id"]] = fields
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def post_events(url: str, events: Any, timeout: float = 30.0) -> int:
-    body = json.dumps(events).encode()
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json", "aeg-event-type": "Notification"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
-def local_settings(emu: CallAutomationEmulator, host_port: int) -> dict[str, str]:
-    return {
-        "ACS_ENDPOINT": emu.endpoint,
-        "ACS_ACCESS_KEY": emu.access_key,
-        "ACS_RESOURCE_ID": emu.resource_id,
-        "HANDOFF_OPENID_CONFIG_URL": emu.openid_config_url,
-        "HANDOFF_CALLBACK_URL": f"http://127.0.0.1:{host_port}/api/callbacks",
-        "HANDOFF_CONFIG": os.environ.get("HANDOFF_CONFIG", "routing.yaml"),
-    }
 
 
 def describe_actions(actions: list[RecordedAction]) -> str:
@@ -99,7 +67,7 @@ def replay(host: LocalHost, emu: CallAutomationEmulator, collector: _Collector, 
     out.write(f"Replaying {len(manifest)} transferred calls through {host.event_grid_url()}\n\n")
     for entry in manifest:
         events = json.loads((CALLS / entry["file"]).read_text())
-        status = post_events(host.event_grid_url(), events)
+        status, _ = post_json(host.event_grid_url(), events, {"aeg-event-type": "Notification"})
         event = events[0]
         context_token = event["data"]["incomingCallContext"]
         expected = entry["expect"]["action"]
@@ -118,7 +86,7 @@ def replay(host: LocalHost, emu: CallAutomationEmulator, collector: _Collector, 
             time.sleep(0.02)
         fields = collector.by_event.get(event["id"], {})
         shown = (fields.get("context") or {}).items()
-        context = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in shown) or "(none)"
+        context = ", ".join(f"{k}={v}" for k, v in shown) or "(none)"  # as received; sensitive ones masked
         ok = status in (200, 202) and [a.operation for a in mine] == wanted[expected]
         all_ok &= ok
         out.write(
@@ -132,15 +100,6 @@ def replay(host: LocalHost, emu: CallAutomationEmulator, collector: _Collector, 
     return all_ok
 
 
-def actions_for_call(emu: CallAutomationEmulator, incoming_call_context: str) -> list[RecordedAction]:
-    """What the emulator executed for one call: the action on its incomingCallContext, then the
-    mid-call actions (transfer, hang-up) on the call connection that answer created."""
-    executed = emu.executed()
-    first = [a for a in executed if (a.body or {}).get("incomingCallContext") == incoming_call_context]
-    connections = {a.call_connection_id for a in first if a.operation == "answer"}
-    return first + [a for a in executed if a.operation != "answer" and a.call_connection_id in connections]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -151,24 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     collector = _Collector()
     logging.getLogger("handoff").addHandler(collector)
     logging.getLogger("handoff").setLevel(logging.INFO)
-    with CallAutomationEmulator() as emu:
-        port = free_port()
-        os.environ.update(local_settings(emu, port))
-        function_app = importlib.import_module("function_app")
-        with LocalHost(function_app.app, port=port) as host:
-            ok = replay(host, emu, collector, sys.stdout)
-            print(
-                f"\n{'Every call got its expected action.' if ok else 'Some calls did NOT get their expected action.'}"
-            )
-            if args.once:
-                return 0 if ok else 1
-            print(f"\nServing. Post IncomingCall events to:\n  {host.event_grid_url()}")
-            print("  (header aeg-event-type: Notification). Ctrl-C to stop.")
-            try:
-                while True:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                print("\nstopped")
+    with running_stack() as stack:
+        host = stack.host
+        ok = replay(host, stack.emu, collector, sys.stdout)
+        print(f"\n{'Every call got its expected action.' if ok else 'Some calls did NOT get their expected action.'}")
+        if args.once:
+            return 0 if ok else 1
+        print(f"\nServing. Post IncomingCall events to:\n  {host.event_grid_url()}")
+        print("  (header aeg-event-type: Notification). Ctrl-C to stop.")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("\nstopped")
     return 0
 
 

@@ -20,7 +20,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from shared import config, events, redaction, routing, settings, uui
+from shared.adapters import settings
+from shared.core import config, events, redaction, routing, uui
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -75,7 +76,7 @@ def cmd_encode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _load_routing(path: str, err: TextIO) -> config.Routing | None:
     try:
-        return config.load_file(path)
+        return settings.load_routing(path)
     except config.ConfigError as exc:
         err.write(str(exc) + "\n")
         return None

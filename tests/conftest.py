@@ -14,27 +14,40 @@ DATA = ROOT / "tests" / "data"
 EXAMPLES = ROOT / "examples"
 
 
+#: The example routing whose workstream falls back to a queue that transfers too (overflow), so a
+#: failed transfer has a fallback transfer to try.
+ROUTING_WITH_TRANSFER_FALLBACK = (
+    (EXAMPLES / "routing.example.yaml")
+    .read_text(encoding="utf-8")
+    .replace(
+        "  closed:\n",
+        '  overflow:\n    action: transfer\n    target: "+14255550188"\n    uui_format: plain\n  closed:\n',
+    )
+    .replace("fallback_queue: agents", "fallback_queue: overflow")
+)
+
+
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")
 def example_routing():  # type: ignore[no-untyped-def]
-    from shared import config
+    from shared.adapters.settings import load_routing
 
-    return config.load_file(str(EXAMPLES / "routing.example.yaml"))
+    return load_routing(str(EXAMPLES / "routing.example.yaml"))
 
 
 @pytest.fixture(scope="session")
 def app_routing():  # type: ignore[no-untyped-def]
-    from shared import config
+    from shared.adapters.settings import load_routing
 
-    return config.load_file(str(ROOT / "routing.yaml"))
+    return load_routing(str(ROOT / "routing.yaml"))
 
 
 @pytest.fixture(scope="session")
 def stack_session():  # type: ignore[no-untyped-def]
-    from tests.stack import running_stack
+    from local.stack import running_stack
 
     with running_stack() as stack:
         yield stack
@@ -42,7 +55,7 @@ def stack_session():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def stack(stack_session):  # type: ignore[no-untyped-def]
-    """The running local stack with a fresh service and a clean emulator record."""
+    """The running local stack with a fresh app and a clean emulator record."""
     stack_session.restart()
     yield stack_session
     stack_session.restart()
@@ -51,7 +64,7 @@ def stack(stack_session):  # type: ignore[no-untyped-def]
 def run_python(args: list[str], settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A fresh interpreter at the repository root, with none of the app's settings inherited from
     this process (so a developer's or CI's environment cannot change the outcome) plus ``settings``."""
-    from shared.settings import SETTINGS
+    from shared.adapters.settings import SETTINGS
 
     names = {s.name for s in SETTINGS}
     env = {k: v for k, v in os.environ.items() if k not in names}

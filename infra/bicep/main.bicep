@@ -89,7 +89,7 @@ param deadLetterRetentionDays int = 30
 param logRetentionInDays int = 30
 
 // The Event Grid-triggered function of function_app.py: the subscription's destination and the
-// always-ready entry both name it (tests/test_infra.py checks it against function_app.py).
+// always-ready entry both name it (tests/infra/test_infra.py checks it against function_app.py).
 var incomingCallFunctionName = 'incoming_call'
 // The azd service in azure.yaml.
 var serviceName = 'handoff'

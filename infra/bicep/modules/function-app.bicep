@@ -150,7 +150,7 @@ var callbackUrl = 'https://${site.properties.defaultHostName}/api/callbacks'
 
 // App settings, in two lists kept apart on purpose. The config resource below replaces the whole
 // collection on every deployment, so a setting missing here is removed from the app; and
-// tests/test_infra.py checks each list against its source of truth.
+// tests/infra/test_infra.py checks each list against its source of truth.
 
 // 1. Read by the Functions host and platform, not by Handoff's code: the host's storage, through
 //    the user-assigned identity. (Flex Consumption takes the runtime from functionAppConfig, not
@@ -161,7 +161,7 @@ var platformAppSettings = {
   AzureWebJobsStorage__clientId: identityClientId
 }
 
-// 2. Read by Handoff's code: exactly the settings marked in_azure in shared/settings.py.
+// 2. Read by Handoff's code: exactly the settings marked in_azure in shared/adapters/settings.py.
 //    (APPLICATIONINSIGHTS_* are read by the code's Azure Monitor exporter; the host reads them too.)
 var codeAppSettings = {
   HANDOFF_CONFIG: 'routing.yaml'

@@ -1,0 +1,211 @@
+"""The app's decisions → Call Automation. The only module that talks to Azure Communication Services.
+
+Facts (handbook acs.md, "Call Automation SDK 1.6.0" and "Event Grid delivery"):
+- ``answer_call`` takes the queue's callback URL (https in Azure) and an ``operation_context`` that
+  ACS echoes in every callback: it carries the queue, workstream, correlation id and the context as received
+  (shared/core/decision.py's ``OperationContext``).
+- ``redirect_call`` cannot carry custom headers; ``reject_call`` takes none/busy/forbidden.
+- azure-core's RetryPolicy retries 408/429/500/502/503/504 and connection errors, honours
+  ``Retry-After``, re-signs each attempt and keeps the ``Repeatability-Request-ID`` so the service
+  executes a retried request once. Its ``timeout`` bounds the whole operation: that is our deadline.
+- A stale ``incomingCallContext`` (the call stopped ringing after 30 s) is HTTP 400 with
+  ``IDX23010``: the event is over; retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from azure.communication.callautomation import CallAutomationClient, PhoneNumberIdentifier
+from azure.communication.callautomation._shared.models import CommunicationIdentifier, identifier_from_raw_id
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline.policies import RetryPolicy
+
+from shared.adapters.settings import Settings
+from shared.core.acs import PHONE_RAW_ID_PREFIX, STALE_CONTEXT_MARKER
+from shared.core.decision import Action, ActionResult, Decision, OperationContext, Outcome
+from shared.core.events import IncomingCall
+from shared.core.transfer import TransferHeaders
+
+log = logging.getLogger("handoff.calls")
+
+#: ACS answers 4xx when a call was already answered/redirected/rejected by another delivery.
+#: Treated as done: someone already acted on this call.
+ALREADY_HANDLED_MARKERS = (
+    "already handled",  # the local emulator's "Incoming call already handled"; ACS's text is undocumented
+    "already been answered",
+    "already answered",
+    "already redirected",
+    "already rejected",
+    "call already",
+)
+
+
+def to_identifier(target: str) -> CommunicationIdentifier:
+    """E.164 numbers, and every raw-id kind (8:acs:, 8:orgid:, 28:orgid:, ...) via the SDK's parser."""
+    if target.startswith(("+", PHONE_RAW_ID_PREFIX + "+")):
+        # Built directly, as the SDK's own samples do: the raw-id parser adds isAnonymous=false.
+        return PhoneNumberIdentifier(target.removeprefix(PHONE_RAW_ID_PREFIX))
+    return identifier_from_raw_id(target)
+
+
+def create_client(settings: Settings, per_retry_policies: Sequence[Any] = ()) -> CallAutomationClient:
+    """One client per process. HMAC with ACS_ACCESS_KEY locally; managed identity in Azure.
+
+    ``per_retry_policies`` run on every attempt (the composition root hands in telemetry's)."""
+    credential: Any
+    if settings.acs_access_key:
+        credential = AzureKeyCredential(settings.acs_access_key)
+    else:
+        # Imported here: azure.identity costs ~170 ms of import time that key-based runs never need.
+        from azure.identity import ManagedIdentityCredential
+
+        credential = ManagedIdentityCredential(client_id=settings.azure_client_id)
+    retry = DeadlineRetryPolicy(
+        retry_total=5,
+        retry_backoff_factor=0.2,
+        retry_backoff_max=2,
+        timeout=settings.deadline_seconds,
+    )
+    return CallAutomationClient(
+        settings.acs_endpoint,
+        credential,
+        retry_policy=retry,
+        per_retry_policies=list(per_retry_policies),
+        # A third of the deadline per attempt leaves room for retries after a stalled response.
+        connection_timeout=min(3.0, settings.deadline_seconds / 3),
+        read_timeout=max(1.0, settings.deadline_seconds / 3),
+    )
+
+
+class DeadlineExceeded(Exception):
+    """A retry would end after the deadline: give up now, while the call still rings."""
+
+
+class DeadlineRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+    """azure-core's RetryPolicy with two changes that serve a ringing call.
+
+    - POST is retried like any other method: every Call Automation request carries a
+      ``Repeatability-Request-ID`` that the retry keeps, so the service executes it at most once
+      (the stock policy retries POST only on 500/503/504, not on 502, 429 without Retry-After or
+      timeouts).
+    - No wait, whether ``Retry-After`` or backoff, may end past the deadline (``timeout``): the
+      stock policy sleeps a 60 s Retry-After even with a 10 s timeout; a call rings for 30 s.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._method_whitelist = frozenset([*self._method_whitelist, "POST"])
+
+    def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+        settings = super().configure_retries(options)
+        settings["deadline"] = time.monotonic() + settings["timeout"]
+        return settings
+
+    def sleep(self, settings: dict[str, Any], transport: Any, response: Any = None) -> None:
+        wait = self.get_retry_after(response) if response is not None else None
+        if wait is None:
+            wait = self.get_backoff_time(settings)
+        if time.monotonic() + wait >= settings["deadline"]:
+            raise DeadlineExceeded(
+                f"the next attempt would start {wait:.1f}s from now, past the {settings['timeout']:g}s deadline"
+            )
+        super().sleep(settings, transport, response)
+
+
+def classify(exc: Exception) -> tuple[Outcome, bool, str]:
+    """(outcome, retryable, detail) for an error from Call Automation."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, HttpResponseError):
+        code = exc.status_code
+        text = str(exc)
+        if code == 400 and STALE_CONTEXT_MARKER in text:
+            return Outcome.STALE, False, "the incoming call context expired (IDX23010): the call stopped ringing"
+        lowered = text.lower()
+        if isinstance(exc, ResourceExistsError) or any(m in lowered for m in ALREADY_HANDLED_MARKERS):
+            return Outcome.ALREADY_HANDLED, False, f"Call Automation says the call was already handled: {message}"
+        if isinstance(exc, ClientAuthenticationError) or code in (400, 401, 403, 404):
+            return Outcome.PERMANENT, False, f"HTTP {code}: {message}"
+        if code is not None and (code == 429 or code >= 500):
+            return Outcome.TRANSIENT, True, f"HTTP {code} after retries: {message}"
+        return Outcome.PERMANENT, False, f"HTTP {code}: {message}"
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | DeadlineExceeded):
+        return Outcome.TRANSIENT, True, f"{type(exc).__name__}: {message}"
+    return Outcome.PERMANENT, False, f"{type(exc).__name__}: {message}"
+
+
+class CallActions:
+    """Carries out the app's decisions on calls. Holds the one Call Automation client of the process."""
+
+    def __init__(self, settings: Settings, client: CallAutomationClient):
+        self.settings = settings
+        self.client = client
+
+    def _attempt(self, action: str, connection_id: str | None, request: Callable[[], str | None]) -> ActionResult:
+        """Run one Call Automation request; every failure becomes a classified result, never an exception."""
+        start = time.perf_counter()
+        try:
+            created = request()
+        except Exception as exc:  # every failure gets a defined outcome; nothing escapes to the host
+            outcome, retryable, detail = classify(exc)
+            elapsed = (time.perf_counter() - start) * 1000
+            return ActionResult(outcome, action, detail, connection_id, elapsed, retryable)
+        return ActionResult(Outcome.DONE, action, "", created or connection_id, (time.perf_counter() - start) * 1000)
+
+    def execute(self, call: IncomingCall, decision: Decision) -> ActionResult:
+        """Carry out the Decision on the ringing call: answer, redirect or reject."""
+        context = call.incoming_call_context
+
+        def request() -> str | None:
+            if decision.action in (Action.ANSWER, Action.TRANSFER):
+                # A transfer queue is answered by this app (its own callback URL); the transfer with
+                # context follows on CallConnected, since only a connected call can be transferred.
+                callback = self.settings.callback_url if decision.action == Action.TRANSFER else decision.callback_url
+                assert callback is not None
+                operation_context = OperationContext.for_call(call.correlation_id, decision).to_json()
+                props = self.client.answer_call(context, callback, operation_context=operation_context)
+                return str(props.call_connection_id) if props.call_connection_id else None
+            if decision.action == Action.REDIRECT:
+                assert decision.target is not None
+                self.client.redirect_call(context, to_identifier(decision.target))
+            elif decision.action == Action.REJECT:
+                self.client.reject_call(context, call_reject_reason=decision.reject_reason or "none")
+            else:  # pragma: no cover - the configuration only allows the four actions
+                raise ValueError(f"unknown action {decision.action!r}")
+            return None
+
+        return self._attempt(decision.action, None, request)
+
+    def transfer(
+        self, call_connection_id: str, target: str, headers: TransferHeaders, operation_context: OperationContext
+    ) -> ActionResult:
+        """Transfer a connected call to the queue's target with the context as headers."""
+
+        def request() -> None:
+            self.client.get_call_connection(call_connection_id).transfer_call_to_participant(
+                to_identifier(target),
+                operation_context=operation_context.to_json(),
+                operation_callback_url=self.settings.callback_url,
+                sip_headers=headers.sip_headers,
+                voip_headers=headers.voip_headers,
+            )
+
+        return self._attempt("transfer", call_connection_id, request)
+
+    def hang_up(self, call_connection_id: str) -> ActionResult:
+        """End the call for everyone: nobody is left to take it."""
+        return self._attempt(
+            "hangup",
+            call_connection_id,
+            lambda: self.client.get_call_connection(call_connection_id).hang_up(is_for_everyone=True),
+        )

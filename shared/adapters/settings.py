@@ -1,0 +1,167 @@
+"""Every setting the app reads, in one place, and the routing file they name.
+
+The Bicep templates set exactly the settings marked ``in_azure`` (a test in ``tests/`` checks
+that the two lists agree), the README documents them all, and :func:`load` reads them once at
+start-up so a missing or malformed one fails loudly, naming the setting, before any call arrives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from shared.core.config import ConfigError, Routing, parse
+
+#: ACS publishes its callback signing keys here (handbook acs.md, "Mid-call callbacks").
+DEFAULT_OPENID_CONFIG_URL = (
+    "https://acscallautomation.communication.azure.com/calling/.well-known/acsopenidconfiguration"
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    description: str
+    required: bool = False
+    default: str | None = None
+    #: True when infra/bicep must set it on the deployed function app.
+    in_azure: bool = True
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("HANDOFF_CONFIG", "Path of the routing YAML, relative to the app root.", default="routing.yaml"),
+    Setting("ACS_ENDPOINT", "Endpoint of the Azure Communication Services resource.", required=True),
+    Setting(
+        "ACS_ACCESS_KEY",
+        "ACS access key (HMAC). Local development only; in Azure the managed identity is used.",
+        in_azure=False,
+    ),
+    Setting(
+        "AZURE_CLIENT_ID",
+        "Client id of the function's user-assigned managed identity (Call Automation with Entra ID).",
+    ),
+    Setting(
+        "HANDOFF_CALLBACK_URL",
+        "Public https URL of this app's Call Automation callback endpoint (/api/callbacks).",
+        required=True,
+    ),
+    Setting(
+        "ACS_RESOURCE_ID",
+        "Immutable resource id (GUID) of the ACS resource: the audience of callback JWTs.",
+    ),
+    Setting(
+        "HANDOFF_OPENID_CONFIG_URL",
+        "OpenID configuration (or JWKS) URL used to verify callback JWTs.",
+        default=DEFAULT_OPENID_CONFIG_URL,
+        in_azure=False,
+    ),
+    Setting(
+        "HANDOFF_DEADLINE_SECONDS",
+        "Time budget for one Call Automation action including retries (a call rings 30 s).",
+        default="10",
+    ),
+    Setting(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "Application Insights connection string; telemetry is off when unset.",
+    ),
+    Setting(
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        "Entra ID authentication for the exporter (ClientId=<id>;Authorization=AAD).",
+    ),
+    Setting(
+        "HANDOFF_REDACTION_KEY",
+        "Secret key (at least 16 characters) for the short keyed hashes (HMAC-SHA256) that replace "
+        "sensitive context values in logs and telemetry, so operators can match calls; unset: masked as ***.",
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: str
+    acs_endpoint: str
+    acs_access_key: str | None
+    azure_client_id: str | None
+    callback_url: str
+    acs_resource_id: str | None
+    openid_config_url: str
+    deadline_seconds: float
+    appinsights_connection_string: str | None
+    appinsights_authentication_string: str | None = None
+    redaction_key: str | None = field(default=None, repr=False)  # a secret: kept out of reprs
+
+
+#: Shorter keys make the keyed hashes of sensitive values guessable.
+REDACTION_KEY_MIN = 16
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    setting = BY_NAME[name]
+    value = env.get(name, "").strip() or setting.default
+    if setting.required and not value:
+        raise SettingsError(f"setting {name} is required: {setting.description}")
+    return value
+
+
+def _url(name: str, value: str, *, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise SettingsError(f"setting {name} must be an absolute {'/'.join(schemes)} URL, got {value!r}")
+    return value
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting. Raises SettingsError naming the first bad one."""
+    env = os.environ if env is None else env
+    endpoint = _url("ACS_ENDPOINT", _get(env, "ACS_ENDPOINT") or "", schemes=("https", "http"))
+    callback = _url("HANDOFF_CALLBACK_URL", _get(env, "HANDOFF_CALLBACK_URL") or "", schemes=("https", "http"))
+    access_key = _get(env, "ACS_ACCESS_KEY")
+    deadline_text = _get(env, "HANDOFF_DEADLINE_SECONDS") or "10"
+    try:
+        deadline = float(deadline_text)
+    except ValueError:
+        raise SettingsError(f"setting HANDOFF_DEADLINE_SECONDS must be a number, got {deadline_text!r}") from None
+    if not 0 < deadline <= 25:
+        # A call rings 30 s; the deadline must leave room to act before it stops ringing.
+        raise SettingsError(f"setting HANDOFF_DEADLINE_SECONDS must be in (0, 25], got {deadline}")
+    connection_string = _get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING")
+    if connection_string and "instrumentationkey=" not in connection_string.lower():
+        raise SettingsError(
+            "setting APPLICATIONINSIGHTS_CONNECTION_STRING must be an Application Insights connection string "
+            "(InstrumentationKey=...;IngestionEndpoint=...)"
+        )
+    redaction_key = _get(env, "HANDOFF_REDACTION_KEY")
+    if redaction_key is not None and len(redaction_key) < REDACTION_KEY_MIN:
+        # The key itself is never echoed.
+        raise SettingsError(f"setting HANDOFF_REDACTION_KEY must be at least {REDACTION_KEY_MIN} characters long")
+    return Settings(
+        config_path=_get(env, "HANDOFF_CONFIG") or "routing.yaml",
+        acs_endpoint=endpoint,
+        acs_access_key=access_key,
+        azure_client_id=_get(env, "AZURE_CLIENT_ID"),
+        callback_url=callback,
+        acs_resource_id=_get(env, "ACS_RESOURCE_ID"),
+        openid_config_url=_get(env, "HANDOFF_OPENID_CONFIG_URL") or DEFAULT_OPENID_CONFIG_URL,
+        deadline_seconds=deadline,
+        appinsights_connection_string=connection_string,
+        appinsights_authentication_string=_get(env, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
+        redaction_key=redaction_key,
+    )
+
+
+def load_routing(path: str) -> Routing:
+    """Read and compile a routing file (start-up and the ``handoff`` command only, never per call)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the routing configuration: {exc.strerror}"]) from None
+    return parse(text, source=path)

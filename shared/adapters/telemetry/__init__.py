@@ -1,0 +1,74 @@
+"""Telemetry: OpenTelemetry → Application Insights. The only package that imports either.
+
+- ``configure``: turns it on at start-up when ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set.
+- ``spans``: one ``handoff.incoming_call`` span per IncomingCall and one ``handoff.callback`` span per
+  callback event (``requests``), a CLIENT span per Call Automation attempt (``dependencies``).
+- ``metrics``: the ``handoff`` meter (``customMetrics``).
+- ``logs``: the ``handoff`` logger's records (``traces``) with flat dimensions and the call's ids.
+- ``names``: every name the above emit (docs/operate.md lists them).
+
+The app calls the hooks below; each is a single ``if`` while telemetry is off. Redaction by
+construction: spans and metrics are built from names, counts, lengths, ids and the routing outcome,
+never from a context value or the raw User-to-User text; log fields arrive already masked by
+shared/core/redaction.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from azure.core.pipeline.policies import HTTPPolicy
+
+from shared.adapters.telemetry.configure import configure, entra_client_id, exporter_options, flush, state
+from shared.adapters.telemetry.logs import flatten
+from shared.adapters.telemetry.spans import HandledCall
+from shared.core.callback_flow import CallbackEvent, CallbackResult
+from shared.core.events import IncomingCall
+
+_H = TypeVar("_H", bound=HandledCall)
+
+
+def enabled() -> bool:
+    return state.runtime is not None
+
+
+def incoming_call(call: IncomingCall, run: Callable[[], _H]) -> _H:
+    """``run()`` handles the call: one ``handoff.incoming_call`` span around it, and the call metrics."""
+    runtime = state.runtime
+    return run() if runtime is None else runtime.incoming_call(call, run)
+
+
+def callback(event: CallbackEvent, run: Callable[[], CallbackResult]) -> CallbackResult:
+    """``run()`` handles the callback event: one ``handoff.callback`` span around it, and its metrics."""
+    runtime = state.runtime
+    return run() if runtime is None else runtime.callback(event, run)
+
+
+class CallAutomationAttempts(HTTPPolicy):  # type: ignore[type-arg]
+    """azure-core per-retry policy: a dependency span per Call Automation attempt, and the retry count."""
+
+    def send(self, request: Any) -> Any:
+        runtime = state.runtime
+        if runtime is None:
+            return self.next.send(request)
+        return runtime.attempt(self.next, request)
+
+
+def call_automation_policies() -> list[HTTPPolicy]:  # type: ignore[type-arg]
+    """``per_retry_policies`` for the Call Automation client: none when telemetry is off."""
+    return [CallAutomationAttempts()] if state.runtime is not None else []
+
+
+__all__ = [
+    "CallAutomationAttempts",
+    "call_automation_policies",
+    "callback",
+    "configure",
+    "enabled",
+    "entra_client_id",
+    "exporter_options",
+    "flatten",
+    "flush",
+    "incoming_call",
+]

@@ -1,0 +1,405 @@
+"""A call is never lost: duplicates, stale events, transient and permanent ACS errors, bad input,
+forged callbacks and failed transfers each end in a defined outcome, with exactly one action."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from local.stack import Stack
+from shared import app
+from shared.core import events
+from shared.core.decision import ActionResult, Outcome
+from tests.conftest import DATA, ROUTING_WITH_TRANSFER_FALLBACK, load_json
+
+VECTORS = load_json(DATA / "uui-public.json")
+
+
+def one_action(stack: Stack, event: dict) -> list[str]:
+    return [a.operation for a in stack.actions_for(event)]
+
+
+def handled(stack: Stack, event: dict) -> ActionResult:
+    """What the app made of one event, invoked in-process (as the worker does, without the host)."""
+    [envelope] = events.envelopes([event])
+    return app.current().handle(envelope).result
+
+
+# ---- duplicates --------------------------------------------------------------------------------
+
+
+def test_the_same_event_delivered_twice_in_a_row_gets_one_action(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    assert stack.post([event])[0] == 202
+    assert stack.post([event])[0] == 202  # success: Event Grid must stop redelivering
+    assert one_action(stack, event) == ["answer"]
+
+
+def test_the_same_event_delivered_concurrently_gets_one_action(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "IsVip=1"})
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(stack.post([event])[0])) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert statuses == [202] * 6
+    assert one_action(stack, event) == ["redirect"]
+
+
+def test_a_redelivery_with_a_new_event_id_but_the_same_correlation_id_is_a_duplicate(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "IsVip=1"})
+    again = json.loads(json.dumps(event))
+    again["id"] = "another-event-id"
+    assert handled(stack, event).outcome == Outcome.DONE
+    assert handled(stack, again).outcome == Outcome.DUPLICATE
+    assert one_action(stack, event) == ["redirect"]
+
+
+def test_a_call_already_handled_elsewhere_is_done_not_an_error(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "IsVip=1"})
+    assert handled(stack, event).outcome == Outcome.DONE
+    stack.restart(forget_calls=False)  # another instance: its in-process dedupe never saw this call
+    result = handled(stack, event)
+    assert result.outcome == Outcome.ALREADY_HANDLED and not result.retryable
+    assert stack.post([event])[0] == 202
+
+
+# ---- stale events ------------------------------------------------------------------------------
+
+
+def test_a_stale_event_is_logged_and_acknowledged_without_retry(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    stack.emu.expire_context(event["data"]["incomingCallContext"])
+    with caplog.at_level("WARNING", logger="handoff"):
+        assert stack.post([event])[0] == 202
+    assert one_action(stack, event) == []
+    attempts = [a for a in stack.emu.actions if a.operation == "answer"]
+    assert len(attempts) == 1 and attempts[0].status == 400  # tried once, not retried
+    assert any("stale" in r.getMessage() and "IDX23010" in r.getMessage() for r in caplog.records)
+
+
+# ---- transient errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(429, 0.05), (500, None), (502, None), (503, None), (503, 0.05)])
+def test_a_transient_error_is_retried_by_the_sdk_policy_and_the_call_answered_once(
+    stack: Stack, status: int, retry_after: float | None
+) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    stack.emu.inject("answer", status=status, retry_after=retry_after, times=2)
+    assert stack.post([event])[0] == 202
+    attempts = [a for a in stack.emu.actions if a.operation == "answer"]
+    assert [a.status for a in attempts] == [status, status, 200]
+    assert len({a.request_id for a in attempts}) == 1  # one repeatable request, re-sent
+    assert one_action(stack, event) == ["answer"]
+
+
+def test_a_stalled_response_times_out_and_the_retry_is_executed_once(stack: Stack) -> None:
+    stack.restart(HANDOFF_DEADLINE_SECONDS="3")  # 1 s per attempt
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    stack.emu.inject("answer", delay=1.5)
+    result = handled(stack, event)
+    assert result.outcome == Outcome.DONE
+    assert stack.wait(lambda: len(stack.emu.replayed) == 1)  # the stalled original got the stored answer
+    assert one_action(stack, event) == ["answer"]
+
+
+def test_a_retry_after_past_the_deadline_gives_up_at_once_and_asks_event_grid_to_retry(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    stack.emu.inject("answer", status=429, retry_after=60)
+    started = time.monotonic()
+    status, _ = stack.post([event])
+    assert time.monotonic() - started < 5  # well inside the 10 s deadline and the 30 s ring
+    assert status == 500  # the host reports the failure: Event Grid redelivers while the call rings
+    assert one_action(stack, event) == []
+    # The redelivery acts: the failed attempt released its claim.
+    assert stack.post([event])[0] == 202
+    assert one_action(stack, event) == ["answer"]
+
+
+def test_past_the_deadline_an_old_event_is_not_retried(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    old = datetime.now(UTC) - timedelta(seconds=25)
+    event["eventTime"] = old.isoformat().replace("+00:00", "Z")
+    stack.restart(HANDOFF_DEADLINE_SECONDS="1", forget_calls=False)
+    stack.emu.inject("answer", status=503, times=50)
+    result = handled(stack, event)
+    assert result.outcome == Outcome.TRANSIENT and not result.retryable
+    assert "a redelivery cannot help" in result.detail
+
+
+# ---- permanent errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_a_permanent_error_is_logged_and_not_retried(stack: Stack, status: int) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    stack.emu.inject("answer", status=status, body={"error": {"code": "Emulated", "message": f"emulated {status}"}})
+    result = handled(stack, event)
+    assert result.outcome == Outcome.PERMANENT and not result.retryable
+    assert f"HTTP {status}" in result.detail
+    assert len([a for a in stack.emu.actions if a.operation == "answer"]) == 1
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["id"] for v in VECTORS])
+def test_every_public_uui_vector_through_the_function_ends_in_exactly_one_action(stack: Stack, vector: dict) -> None:
+    event = stack.call(sip={"User-To-User": vector["header_value"]})
+    assert stack.post([event])[0] == 202
+    actions = one_action(stack, event)
+    assert len(actions) == 1 and actions[0] in ("answer", "redirect", "reject")
+    assert stack.host.errors == []
+
+
+header_values = st.text(min_size=0, max_size=300) | st.from_regex(r"[0-9a-fA-F;=, \"%x]{0,80}(;(pd|encoding)=.{0,6})?")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    uui_value=header_values,
+    header=st.sampled_from(["User-To-User", "userToUser", "X-User-To-User", "X-MS-Custom-Priority"]),
+)
+def test_generated_header_values_never_escape_and_each_call_gets_one_action(
+    stack: Stack, uui_value: str, header: str
+) -> None:
+    event = stack.call(sip={header: uui_value})
+    assert stack.post([event])[0] == 202
+    assert len(one_action(stack, event)) == 1
+    assert stack.host.errors == []
+
+
+odd_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "callerDisplayName": st.none() | st.integers() | st.text(max_size=5),
+        "correlationId": st.none() | st.integers(),
+        "customContext": st.none()
+        | st.text(max_size=3)
+        | st.dictionaries(st.text(max_size=5), st.none() | st.text(max_size=5)),
+        "serverCallId": st.none() | st.lists(st.integers(), max_size=2),
+        "from": st.none() | st.just({}) | st.just({"kind": "phoneNumber"}),
+    },
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=odd_fields)
+def test_events_with_missing_or_odd_fields_have_a_defined_outcome(stack: Stack, changes: dict) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    event["data"].update(changes)
+    status, _ = stack.post([event])
+    assert status == 202 and stack.host.errors == []
+    actions = one_action(stack, event)
+    # Unreadable parts of an event with a usable context still reach a queue; an unreadable
+    # caller identity is an event error, logged, with no action possible.
+    assert len(actions) <= 1
+    if "from" not in changes or changes.get("from") is None:
+        assert len(actions) == 1
+
+
+def test_an_event_without_incoming_call_context_is_logged_and_acknowledged(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    del event["data"]["incomingCallContext"]
+    result = handled(stack, event)
+    assert result.outcome == Outcome.PERMANENT and "incomingCallContext" in result.detail
+    assert stack.post([event])[0] == 202
+
+
+def test_a_delivery_that_is_not_json_is_answered_400_by_the_host(stack: Stack) -> None:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        stack.host.event_grid_url(), data=b"{nope", method="POST", headers={"aeg-event-type": "Notification"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert info.value.code == 400
+
+
+# ---- callbacks: JWT ----------------------------------------------------------------------------
+
+
+def connected_event(stack: Stack, event: dict) -> list[dict]:
+    """The CallConnected the emulator sent for this call."""
+    answer = next(a for a in stack.actions_for(event) if a.operation == "answer")
+    found: list[dict] = []
+
+    def look() -> bool:
+        for delivery in stack.emu.callbacks_sent + stack.emu.callbacks_recorded:
+            for ev in delivery.events:
+                if ev["data"].get("callConnectionId") == answer.call_connection_id and ev["type"].endswith(
+                    "CallConnected"
+                ):
+                    found.append(ev)
+                    return True
+        return False
+
+    assert stack.wait(look), "no CallConnected for this call"
+    return found[:1]
+
+
+def forged_token(audience: str, *, issuer: str = "https://acscallautomation.communication.azure.com") -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    return jwt.encode({"iss": issuer, "aud": audience, "iat": now, "exp": now + 300}, key, algorithm="RS256")
+
+
+@pytest.mark.parametrize("token", ["missing", "expired", "forged", "wrong-audience", "wrong-issuer", "garbage"])
+def test_a_callback_without_a_valid_jwt_is_401_and_nothing_is_acted_on(stack: Stack, token: str) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    stack.emu.fail_transfer_to("+14255550123")  # make the real flow stop before any second transfer
+    assert stack.post([event])[0] == 202
+    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer", "hangup"])
+    before = len(stack.emu.actions)
+    authorization = {
+        "missing": None,
+        "expired": "Bearer " + stack.emu.callback_token(now=time.time() - 3600),
+        "forged": "Bearer " + forged_token(stack.emu.resource_id),
+        "wrong-audience": "Bearer "
+        + jwt.encode(
+            {
+                "iss": "https://acscallautomation.communication.azure.com",
+                "aud": "someone-else",
+                "exp": time.time() + 60,
+            },
+            stack.emu._signing_key,  # the emulator's real key, addressed to another resource
+            algorithm="RS256",
+            headers={"kid": stack.emu.key_id},
+        ),
+        "wrong-issuer": "Bearer "
+        + jwt.encode(
+            {"iss": "https://evil.example", "aud": stack.emu.resource_id, "exp": time.time() + 60},
+            stack.emu._signing_key,
+            algorithm="RS256",
+            headers={"kid": stack.emu.key_id},
+        ),
+        "garbage": "Bearer not.a.jwt",
+    }[token]
+    status, _ = stack.post_callback(connected_event(stack, event), authorization)
+    assert status == 401
+    time.sleep(0.2)
+    assert len(stack.emu.actions) == before
+
+
+def test_a_valid_callback_is_accepted(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    assert stack.post([event])[0] == 202
+    status, body = stack.post_callback(connected_event(stack, event), "Bearer " + stack.emu.callback_token())
+    assert status == 200 and json.loads(body)["handled"] == ["CallConnected: nothing to do"]
+
+
+# ---- transfers that fail -----------------------------------------------------------------------
+
+
+def test_a_failed_transfer_tries_the_fallback_queue_once_with_the_context(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
+    stack.restart(HANDOFF_CONFIG=str(path))
+    stack.emu.fail_transfer_to("+14255550123")
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    assert stack.post([event])[0] == 202
+    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer", "transfer"])
+    first, second = [a for a in stack.actions_for(event) if a.operation == "transfer"]
+    assert first.body["targetParticipant"]["rawId"] == "4:+14255550123"
+    assert second.body["targetParticipant"]["rawId"] == "4:+14255550188"
+    from shared.core import uui
+
+    headers = second.body["customCallingContext"]["sipHeaders"]
+    assert uui.decode(headers["User-To-User"]).pairs == {"Intent": "billing", "Priority": "9"}
+
+
+def test_when_the_fallback_transfer_fails_too_the_call_is_hung_up_with_the_reason_logged(
+    stack: Stack,
+    tmp_path,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
+    stack.restart(HANDOFF_CONFIG=str(path))
+    stack.emu.fail_transfer_to("+14255550123")
+    stack.emu.fail_transfer_to("+14255550188", message="Target busy. (emulated)")
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    with caplog.at_level("WARNING", logger="handoff"):
+        assert stack.post([event])[0] == 202
+        assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer", "transfer", "hangup"])
+    assert any(
+        "no fallback is left; hanging up" in r.getMessage() and "Target busy" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_with_an_answer_fallback_queue_a_failed_transfer_hangs_up(stack: Stack) -> None:
+    stack.emu.fail_transfer_to("+14255550123")
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    assert stack.post([event])[0] == 202
+    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer", "hangup"])
+
+
+def test_a_caller_hanging_up_before_the_transfer_is_logged(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    # CallConnected goes to a host the emulator only records, so no transfer starts; then the
+    # caller hangs up and CallDisconnected reaches the app.
+    stack.restart(HANDOFF_CALLBACK_URL="https://handoff.example.com/api/callbacks")
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    assert stack.post([event])[0] == 202
+    [connected] = connected_event(stack, event)
+    disconnected = json.loads(json.dumps(connected))
+    disconnected["type"] = "Microsoft.Communication.CallDisconnected"
+    with caplog.at_level("WARNING", logger="handoff"):
+        status, _ = stack.post_callback([disconnected], "Bearer " + stack.emu.callback_token())
+    assert status == 200
+    assert any("caller hung up before the transfer to queue billing" in r.getMessage() for r in caplog.records)
+    assert one_action(stack, event) == ["answer"]
+
+
+def test_a_transfer_request_refused_outright_still_ends_in_a_defined_outcome(stack: Stack) -> None:
+    # No CallTransferFailed follows a refused request: the app must act on the refusal itself.
+    stack.emu.inject("transfer", status=400, body={"error": {"code": "BadRequest", "message": "emulated"}})
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    assert stack.post([event])[0] == 202
+    assert stack.wait(lambda: one_action(stack, event) == ["answer", "hangup"])
+    assert [a.status for a in stack.emu.actions if a.operation == "transfer"] == [400]
+
+
+def test_a_refused_transfer_tries_the_fallback_queue(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
+    stack.restart(HANDOFF_CONFIG=str(path))
+    stack.emu.inject("transfer", status=403)
+    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
+    assert stack.post([event])[0] == 202
+    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer"])
+    [fallback] = [a for a in stack.actions_for(event) if a.operation == "transfer"]
+    assert fallback.body["targetParticipant"]["rawId"] == "4:+14255550188"
+
+
+@pytest.mark.parametrize(
+    "stamp", ["2026-11-26T12:00:00Z", "2026-11-26T12:00:00.5542219Z", "2026-11-26T12:00:00.554221987+00:00"]
+)
+def test_event_times_with_any_number_of_fraction_digits_give_the_event_age(stamp: str) -> None:
+    at = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC).timestamp()
+    age = events.age_s(events.parse_time(stamp), at + 20.0)
+    assert age is not None and 19.0 < age <= 20.0
+
+
+def test_an_unreadable_event_time_gives_no_age_and_a_retry_is_allowed() -> None:
+    assert events.age_s(events.parse_time("yesterday"), time.time()) is None
+
+
+def test_a_malformed_item_in_a_batch_does_not_cost_the_other_calls(stack: Stack) -> None:
+    good = stack.call(sip={"User-To-User": "IsVip=1"})
+    status, _ = stack.post([5, {"id": "x"}, good])
+    assert status == 500  # the two malformed items are failed invocations, reported by the host
+    assert one_action(stack, good) == ["redirect"]
+    with pytest.raises(events.EventError, match=r"event\[0\] is not a JSON object"):
+        events.envelopes([5, {"id": "x"}, good])

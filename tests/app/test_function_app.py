@@ -1,0 +1,141 @@
+"""The function app as the Functions worker sees it: real trigger objects, real start-up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+
+import azure.functions as func
+import pytest
+
+from local.stack import Stack
+from shared import app
+from shared.adapters import settings
+from tests.conftest import run_python
+
+
+def test_the_app_registers_incoming_call_as_event_grid_and_callbacks_as_anonymous_http(stack: Stack) -> None:
+    triggers = {f.get_function_name(): f.get_trigger() for f in stack.host.functions}
+    assert triggers["incoming_call"].get_binding_name() == "eventGridTrigger"
+    assert triggers["callbacks"].get_binding_name() == "httpTrigger"
+    assert triggers["callbacks"].route == "callbacks"
+    assert str(triggers["callbacks"].auth_level).lower().endswith("anonymous")
+
+
+def test_incoming_call_takes_a_real_event_grid_event(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "IsVip=yes"})
+    grid_event = func.EventGridEvent(
+        id=event["id"],
+        data=event["data"],
+        topic=event["topic"],
+        subject=event["subject"],
+        event_type=event["eventType"],
+        event_time=dt.datetime.now(dt.UTC),
+        data_version="1.0",
+    )
+    assert stack.function("incoming_call")(grid_event) is None
+    assert [a.operation for a in stack.actions_for(event)] == ["redirect"]
+
+
+def test_incoming_call_takes_a_real_cloud_event(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    cloud_event = func.CloudEvent(
+        id=event["id"],
+        source=event["topic"],
+        type=event["eventType"],
+        specversion="1.0",
+        data=event["data"],
+        time=dt.datetime.now(dt.UTC),
+        subject=event["subject"],
+    )
+    stack.function("incoming_call")(cloud_event)
+    [answer] = stack.actions_for(event)
+    assert json.loads(answer.body["operationContext"])["context"] == {"Intent": "support"}
+
+
+def test_incoming_call_raises_only_when_a_redelivery_can_still_help(stack: Stack) -> None:
+    event = stack.call(sip={"User-To-User": "Intent=support"})
+    stack.emu.inject("answer", status=503, retry_after=60)
+    grid_event = func.EventGridEvent(
+        id=event["id"],
+        data=event["data"],
+        topic="t",
+        subject="s",
+        event_type=event["eventType"],
+        event_time=dt.datetime.now(dt.UTC),
+        data_version="1.0",
+    )
+    with pytest.raises(app.RetryableFailure, match="past the 10s deadline"):
+        stack.function("incoming_call")(grid_event)
+
+
+def test_the_callbacks_function_takes_a_real_http_request(stack: Stack) -> None:
+    request = func.HttpRequest(method="POST", url="/api/callbacks", headers={}, params={}, route_params={}, body=b"[]")
+    response = stack.function("callbacks")(request)
+    assert response.status_code == 401  # no JWT, nothing acted on
+
+
+def import_function_app(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_python(["-c", "import function_app"], env)
+
+
+GOOD = {
+    "ACS_ENDPOINT": "http://127.0.0.1:9",
+    "ACS_ACCESS_KEY": "a2V5",
+    "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks",
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({k: v for k, v in GOOD.items() if k != "ACS_ENDPOINT"}, "setting ACS_ENDPOINT is required"),
+        ({**GOOD, "HANDOFF_CALLBACK_URL": "callbacks"}, "setting HANDOFF_CALLBACK_URL must be an absolute"),
+        ({**GOOD, "HANDOFF_DEADLINE_SECONDS": "soon"}, "setting HANDOFF_DEADLINE_SECONDS must be a number"),
+        ({**GOOD, "HANDOFF_DEADLINE_SECONDS": "40"}, "must be in (0, 25]"),
+        ({**GOOD, "HANDOFF_CONFIG": "missing.yaml"}, "missing.yaml: cannot read the routing configuration"),
+        ({**GOOD, "HANDOFF_CONFIG": "examples/calls/manifest.json"}, "expected a mapping with queues and workstreams"),
+    ],
+)
+def test_a_bad_setting_or_configuration_fails_start_up_naming_it(env: dict[str, str], message: str) -> None:
+    result = import_function_app(env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_good_settings_start_the_app() -> None:
+    result = import_function_app(GOOD)
+    assert result.returncode == 0, result.stderr
+
+
+def test_settings_are_read_with_their_defaults() -> None:
+    loaded = settings.load(GOOD)
+    assert loaded.config_path == "routing.yaml"
+    assert loaded.deadline_seconds == 10.0
+    assert loaded.openid_config_url == settings.DEFAULT_OPENID_CONFIG_URL
+    assert loaded.acs_resource_id is None
+
+
+def test_in_azure_the_client_authenticates_with_the_user_assigned_managed_identity() -> None:
+    from azure.identity import ManagedIdentityCredential
+
+    from shared.adapters import call_automation
+
+    client_id = "11111111-2222-3333-4444-555555555555"
+    cfg = settings.load(
+        {
+            "ACS_ENDPOINT": "https://contoso.communication.azure.com",
+            "HANDOFF_CALLBACK_URL": GOOD["HANDOFF_CALLBACK_URL"],
+            "AZURE_CLIENT_ID": client_id,
+        }
+    )
+    policy = call_automation.create_client(cfg)._client._config.authentication_policy
+    assert isinstance(policy._credential, ManagedIdentityCredential)  # no probe chain on a cold start
+
+
+def test_locally_the_client_signs_with_the_access_key() -> None:
+    from shared.adapters import call_automation
+
+    policy = call_automation.create_client(settings.load(GOOD))._client._config.authentication_policy
+    assert type(policy).__name__ == "HMACCredentialsPolicy"
