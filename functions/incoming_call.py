@@ -23,7 +23,7 @@ def envelope(event: func.EventGridEvent | func.CloudEvent) -> Envelope:
     else:
         kind, schema, at = event.type, "cloudevents", event.time
     return Envelope(
-        event_id=event.id,
+        event_id=event.id if isinstance(event.id, str) else "" if event.id is None else str(event.id),
         event_type=kind,
         event_schema=schema,
         data=event.get_json(),

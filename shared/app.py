@@ -93,10 +93,7 @@ class App:
 
     def _act(self, call: events.IncomingCall) -> Handled:
         decision = routing.route(call, self.routing)
-        keys = (
-            f"event:{call.event_id}",
-            f"correlation:{call.correlation_id}" if call.correlation_id else None,
-        )
+        keys = call.delivery_keys
         if not self.claims.claim(keys):
             result = ActionResult(Outcome.DUPLICATE, decision.action, "this call is already being handled")
         else:
@@ -113,7 +110,7 @@ class App:
             "event_id": call.event_id,
             "correlation_id": call.correlation_id,
             "server_call_id": call.server_call_id,
-            "called": call.called.address,
+            "called": call.called_address,
             "workstream": decision.workstream,
             "uui_form": decision.uui_form,
             "rule": decision.rule,
@@ -138,7 +135,7 @@ class App:
             level,
             "call %s to %s: rule %s, queue %s, %s → %s%s",
             call.correlation_id or call.event_id,
-            call.called.address,
+            call.called_address or "(unknown number)",
             decision.rule,
             decision.queue,
             decision.action,

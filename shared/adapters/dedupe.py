@@ -2,7 +2,8 @@
 
 Event Grid delivers at least once, without ordering: the same IncomingCall can arrive twice, one
 after the other or at the same time (handbook acs.md, "Event Grid delivery"). A call must get
-exactly one action, so each delivery first *claims* its event id and correlation id. A claim held
+exactly one action, so each delivery first *claims* its call (shared/core/events.py's
+``delivery_keys``: the incomingCallContext, which a redelivery repeats). A claim held
 by a delivery still in flight, or by one that finished, turns the newcomer into a duplicate. A
 delivery that failed in a way a retry could fix *releases* its claim so Event Grid's retry can act.
 

@@ -22,6 +22,7 @@ event object; the ``handoff`` command reads saved deliveries (bytes, str or pars
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,7 +73,9 @@ class IncomingCall:
     event_id: str
     event_schema: str  # "eventgrid" or "cloudevents"
     event_time: datetime | None  # timezone-aware (UTC when the event named no zone)
-    called: Party
+    #: None when ``data.to`` cannot be read: the call still gets an action (default queue or reject).
+    called: Party | None
+    #: None when ``data.from`` is missing or cannot be read: the caller is optional.
     caller: Party | None
     incoming_call_context: str
     correlation_id: str | None
@@ -85,6 +88,21 @@ class IncomingCall:
     custom_headers: tuple[CustomHeader, ...] = field(default_factory=tuple)
     sip_headers: Mapping[str, str] = field(default_factory=dict)
     voip_headers: Mapping[str, str] = field(default_factory=dict)
+    #: What could not be read, each naming the field (never a value): the call still gets its action.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def called_address(self) -> str | None:
+        return self.called.address if self.called is not None else None
+
+    @property
+    def delivery_keys(self) -> tuple[str, ...]:
+        """What makes two deliveries the same call: its incomingCallContext. An Event Grid
+        redelivery (same event id) carries the same context, and so does the same ringing call in
+        another event. Not the correlation id: a call redirected to another of our numbers keeps it
+        and needs its own action (acs.md). Not the event id alone either: it is the sender's to get
+        right, and a call must not lose its action to another event's id."""
+        return ("context:" + hashlib.sha256(self.incoming_call_context.encode()).hexdigest()[:32],)
 
 
 @dataclass(frozen=True)
@@ -191,8 +209,9 @@ def _member(obj: dict[str, Any], name: str) -> Any:
 
 
 def party(obj: Any, where: str) -> Party:
+    """An identifier model as a Party; EventError naming ``where`` when it holds no address."""
     if not isinstance(obj, dict):
-        raise EventError(f"{where} must be an identifier object")
+        raise EventError(f"{where} is not an identifier object")
     raw_id = _member(obj, "rawId")
     kind = _member(obj, "kind")
     phone = _member(obj, "phoneNumber")
@@ -215,16 +234,38 @@ def party(obj: Any, where: str) -> Party:
         if isinstance(raw_id, str) and raw_id
         else (PHONE_RAW_ID_PREFIX + address if kind == "phonenumber" else address)
     )
-    return Party(kind=str(kind or "unknown").lower(), raw_id=raw, address=address)
+    return Party(kind=kind.lower() if isinstance(kind, str) and kind else "unknown", raw_id=raw, address=address)
 
 
-def _headers(obj: Any, where: str) -> dict[str, str]:
+def _optional_party(data: Mapping[str, Any], name: str, warnings: list[str]) -> Party | None:
+    """``data[name]`` as a Party, or None with a warning naming the field: neither an odd caller
+    nor an odd called party may cost the call its action."""
+    obj = data.get(name)
+    if obj is None:
+        warnings.append(f"data.{name} is missing")
+        return None
+    try:
+        return party(obj, f"data.{name}")
+    except EventError as exc:
+        warnings.append(str(exc))
+        return None
+
+
+def _headers(obj: Any, where: str, warnings: list[str]) -> dict[str, str]:
+    """A header map; anything else is no headers, and a value that is not text is left out, each
+    with a warning naming the field (the rest of the context is kept)."""
     if obj is None:
         return {}
     if not isinstance(obj, dict):
-        raise EventError(f"{where} must be an object of header names to values")
-    # A non-string value is a malformed header; keep the rest of the context rather than lose it.
-    return {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, str)}
+        warnings.append(f"{where} is not an object of header names to values; its headers are not read")
+        return {}
+    headers: dict[str, str] = {}
+    for key, value in obj.items():
+        if isinstance(value, str):
+            headers[key] = value
+        else:
+            warnings.append(f"{where}[{key!r}] is not text; that header is not read")
+    return headers
 
 
 def find_uui(headers: Mapping[str, str]) -> tuple[str, str] | None:
@@ -261,20 +302,24 @@ def custom_headers(headers: Mapping[str, str], source: str) -> list[CustomHeader
 
 
 def incoming_call(env: Envelope) -> IncomingCall:
+    """The call in an IncomingCall event. Raises EventError only when nothing can act on the call:
+    ``data`` is not an object or holds no usable ``incomingCallContext``. Anything else that cannot
+    be read becomes a warning naming the field, and the call still gets its action."""
     data = env.data
     if not isinstance(data, dict):
         raise EventError(f"event {env.event_id}: data must be an object")
     context = data.get("incomingCallContext")
-    if not isinstance(context, str) or not context:
+    if not isinstance(context, str) or not context.strip():
         raise EventError(f"event {env.event_id}: data.incomingCallContext is missing; the call cannot be acted on")
-    called = party(data.get("to"), f"event {env.event_id}: data.to")
-    caller_obj = data.get("from")
-    caller = party(caller_obj, f"event {env.event_id}: data.from") if caller_obj is not None else None
+    warnings: list[str] = []
+    called = _optional_party(data, "to", warnings)
+    caller = _optional_party(data, "from", warnings)
     custom = data.get("customContext")
-    has_custom = isinstance(custom, dict)
+    if custom is not None and not isinstance(custom, dict):
+        warnings.append("data.customContext is not an object; no context is read from it")
     custom_map: Mapping[str, Any] = custom if isinstance(custom, dict) else {}
-    sip = _headers(custom_map.get("sipHeaders"), f"event {env.event_id}: data.customContext.sipHeaders")
-    voip = _headers(custom_map.get("voipHeaders"), f"event {env.event_id}: data.customContext.voipHeaders")
+    sip = _headers(custom_map.get("sipHeaders"), "data.customContext.sipHeaders", warnings)
+    voip = _headers(custom_map.get("voipHeaders"), "data.customContext.voipHeaders", warnings)
     uui = find_uui(sip) or find_uui(voip)
     headers = custom_headers(sip, "sip") + custom_headers(voip, "voip")
 
@@ -292,10 +337,11 @@ def incoming_call(env: Envelope) -> IncomingCall:
         correlation_id=text("correlationId"),
         server_call_id=text("serverCallId"),
         caller_display_name=text("callerDisplayName"),
-        has_custom_context=has_custom,
+        has_custom_context=isinstance(custom, dict),
         uui=uui[1] if uui else None,
         uui_header=uui[0] if uui else None,
         custom_headers=tuple(headers),
         sip_headers=sip,
         voip_headers=voip,
+        warnings=tuple(warnings),
     )

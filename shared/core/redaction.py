@@ -75,7 +75,7 @@ def decision_view(call: IncomingCall, decision: Decision, *, reveal: bool = Fals
     return {
         "event_id": call.event_id,
         "correlation_id": call.correlation_id,
-        "called": call.called.address,
+        "called": call.called_address,
         "workstream": decision.workstream,
         "uui": uui_view(decision, reveal=reveal),
         "context": masked_context(decision, reveal=reveal),

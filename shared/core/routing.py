@@ -3,9 +3,11 @@
 The whole pure pipeline is :func:`route`. It never raises for a well-formed IncomingCall: every
 failure has a defined outcome, recorded in the Decision's ``rule``, ``warnings`` and ``errors``:
 
-- the called number belongs to no workstream → the top-level ``default_queue`` (rule
-  ``unknown-number``), or, without one, the call is rejected with reason ``none`` — a call to a
-  number nobody owns must not ring unanswered for 30 s;
+- the called number belongs to no workstream, or ``data.to`` cannot be read → the top-level
+  ``default_queue`` (rule ``unknown-number``), or, without one, the call is rejected with reason
+  ``none`` — a call to a number nobody owns must not ring unanswered for 30 s;
+- a field of the event that cannot be read (the caller, the custom context) → a warning naming it,
+  and the call is routed without it;
 - the User-to-User value cannot be decoded, or a value does not fit its variable's type → the
   workstream's ``invalid_context_queue`` (or its fallback queue), rule ``invalid-context``;
 - no rule matches (or no context arrived) → the ``fallback_queue``, rule ``fallback``.
@@ -107,18 +109,25 @@ def _decode(call: IncomingCall, ws: CompiledWorkstream | None) -> tuple[uui.Deco
 
 def route(call: IncomingCall, routing: Routing) -> Decision:
     """Decide what happens to one transferred call. Pure and fast: no I/O."""
-    ws = routing.by_number.get(call.called.address)
+    # Fields of the event that could not be read: the call still gets its action (events.py).
+    unread = tuple(
+        Issue("unreadable_field", None, f"{message}; the call is routed without it") for message in call.warnings
+    )
+    address = call.called_address
+    ws = routing.by_number.get(address) if address is not None else None
     decoded, error = _decode(call, ws)
     if ws is None:
-        issue = Issue(
-            "unknown_number",
-            None,
-            f"called number {call.called.address} is not owned by any workstream",
+        owner = (
+            f"called number {address} is not owned by any workstream"
+            if address is not None
+            else "the called party (data.to) cannot be read, so no workstream owns the call"
         )
         if routing.default_queue is not None:
             fields = _queue_fields(routing, routing.default_queue, RULE_UNKNOWN_NUMBER)
-            return Decision(workstream=None, uui=decoded, uui_error=error, warnings=(issue,), **fields)
-        issue = Issue(issue.code, None, issue.message + " and no default_queue is configured; rejected")
+            noted = (*unread, Issue("unknown_number", None, owner))
+            return Decision(workstream=None, uui=decoded, uui_error=error, warnings=noted, **fields)
+        # A call nobody owns must not ring unanswered for 30 s: reject it.
+        issue = Issue("unknown_number", None, owner + " and no default_queue is configured; rejected")
         return Decision(
             action=Action.REJECT,
             queue=None,
@@ -127,6 +136,7 @@ def route(call: IncomingCall, routing: Routing) -> Decision:
             reject_reason="none",
             uui=decoded,
             uui_error=error,
+            warnings=unread,
             errors=(issue,),
         )
 
@@ -137,7 +147,7 @@ def route(call: IncomingCall, routing: Routing) -> Decision:
         decoded.positional if decoded else None,
         headers,
     )
-    warnings: tuple[Issue, ...] = ctx.warnings
+    warnings: tuple[Issue, ...] = unread + ctx.warnings
     if decoded is not None and decoded.warnings:
         warnings = tuple(Issue("uui_warning", None, w) for w in decoded.warnings) + warnings
     errors: tuple[Issue, ...] = ctx.errors

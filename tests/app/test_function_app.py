@@ -115,27 +115,3 @@ def test_settings_are_read_with_their_defaults() -> None:
     assert loaded.deadline_seconds == 10.0
     assert loaded.openid_config_url == settings.DEFAULT_OPENID_CONFIG_URL
     assert loaded.acs_resource_id is None
-
-
-def test_in_azure_the_client_authenticates_with_the_user_assigned_managed_identity() -> None:
-    from azure.identity import ManagedIdentityCredential
-
-    from shared.adapters import call_automation
-
-    client_id = "11111111-2222-3333-4444-555555555555"
-    cfg = settings.load(
-        {
-            "ACS_ENDPOINT": "https://contoso.communication.azure.com",
-            "HANDOFF_CALLBACK_URL": GOOD["HANDOFF_CALLBACK_URL"],
-            "AZURE_CLIENT_ID": client_id,
-        }
-    )
-    policy = call_automation.create_client(cfg)._client._config.authentication_policy
-    assert isinstance(policy._credential, ManagedIdentityCredential)  # no probe chain on a cold start
-
-
-def test_locally_the_client_signs_with_the_access_key() -> None:
-    from shared.adapters import call_automation
-
-    policy = call_automation.create_client(settings.load(GOOD))._client._config.authentication_policy
-    assert type(policy).__name__ == "HMACCredentialsPolicy"

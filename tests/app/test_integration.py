@@ -194,5 +194,9 @@ def test_redirect_targets_of_every_kind_reach_the_wire(target: str, model: dict,
     [redirect] = stack.actions_for(event)
     for key, value in model.items():
         sent = redirect.body["target"][key]
-        assert sent == value if not isinstance(value, dict) else {k: sent.get(k) for k in value} == value
-    assert redirect.body["target"]["rawId"] == target if not target.startswith("+") else "4:" + target
+        if isinstance(value, dict):
+            assert {k: sent.get(k) for k in value} == value
+        else:
+            assert sent == value
+    expected_raw_id = "4:" + target if target.startswith("+") else target
+    assert redirect.body["target"]["rawId"] == expected_raw_id

@@ -106,25 +106,68 @@ def test_non_string_header_values_are_dropped_and_the_rest_kept() -> None:
     sip = {"User-To-User": "a=b", "X-MS-Custom-N": 5}
     [call] = events.parse_events(with_data(EG, customContext={"sipHeaders": sip}))
     assert call.uui == "a=b" and call.custom_headers == ()
+    assert call.warnings == ("data.customContext.sipHeaders['X-MS-Custom-N'] is not text; that header is not read",)
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
         (lambda e: e["data"].pop("incomingCallContext"), "incomingCallContext"),
-        (lambda e: e["data"].pop("to"), "data.to"),
-        (lambda e: e["data"].update(to={"kind": "phoneNumber"}), "data.to has no"),
+        (lambda e: e["data"].update(incomingCallContext=" "), "incomingCallContext"),
         (lambda e: e.pop("eventType"), "neither eventType"),
         (lambda e: e.update(id=""), ".id"),
         (lambda e: e.update(data="nope"), "data must be an object"),
-        (lambda e: e["data"].update(customContext={"sipHeaders": ["x"]}), "sipHeaders"),
     ],
 )
-def test_a_malformed_event_is_an_event_error_naming_the_field(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_only_an_event_nothing_can_act_on_is_an_event_error_naming_the_field(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
     ev = copy.deepcopy(EG)
     mutate(ev)
     with pytest.raises(events.EventError, match=message):
         events.parse_events(ev)
+
+
+@pytest.mark.parametrize(
+    ("changes", "warning"),
+    [
+        ({"to": None}, "data.to is missing"),
+        ({"to": {"kind": "phoneNumber"}}, "data.to has no phoneNumber.value, rawId or communicationUser.id"),
+        ({"to": "+14255550100"}, "data.to is not an identifier object"),
+        ({"from": None}, "data.from is missing"),
+        ({"from": {}}, "data.from has no phoneNumber.value, rawId or communicationUser.id"),
+        ({"from": []}, "data.from is not an identifier object"),
+        ({"customContext": "x"}, "data.customContext is not an object"),
+        ({"customContext": {"sipHeaders": ["x"]}}, "data.customContext.sipHeaders is not an object"),
+        ({"customContext": {"voipHeaders": 7}}, "data.customContext.voipHeaders is not an object"),
+    ],
+)
+def test_an_unreadable_field_is_a_warning_naming_it_and_the_call_is_kept(changes: dict, warning: str) -> None:
+    ev = copy.deepcopy(EG)
+    for key, value in changes.items():
+        if value is None:
+            ev["data"].pop(key, None)
+        else:
+            ev["data"][key] = value
+    [call] = events.parse_events(ev)
+    assert call.incoming_call_context == EG["data"]["incomingCallContext"]
+    assert any(w.startswith(warning) for w in call.warnings), call.warnings
+
+
+def test_a_caller_of_an_unknown_kind_or_without_raw_id_is_still_read() -> None:
+    [odd] = events.parse_events(with_data(EG, **{"from": {"kind": "somethingNew", "rawId": "99:abc"}}))
+    assert odd.caller is not None and (odd.caller.kind, odd.caller.address) == ("somethingnew", "99:abc")
+    [bare] = events.parse_events(with_data(EG, **{"from": {"phoneNumber": {"value": "+14255550177"}}}))
+    assert bare.caller is not None and bare.caller.raw_id == "4:+14255550177" and bare.warnings == ()
+
+
+def test_two_deliveries_are_the_same_call_by_incoming_call_context_not_by_correlation_id() -> None:
+    [call] = events.parse_events(EG)
+    [redelivered] = events.parse_events(EG)
+    [same_context] = events.parse_events({**EG, "id": "another-event"})
+    [new_leg] = events.parse_events(with_data({**EG, "id": "a-third"}, incomingCallContext="another-context"))
+    assert set(call.delivery_keys) == set(redelivered.delivery_keys)
+    assert set(call.delivery_keys) == set(same_context.delivery_keys)
+    assert new_leg.correlation_id == call.correlation_id
+    assert not set(call.delivery_keys) & set(new_leg.delivery_keys)
 
 
 def test_a_body_that_is_not_json_is_an_event_error() -> None:

@@ -149,6 +149,57 @@ def test_an_unknown_number_goes_to_the_default_queue_when_configured(app_routing
     assert d.uui is not None and d.uui.pairs == {"a": "b"}  # decoded for the record, not mapped
 
 
+def unreadable(change: dict, sip: dict[str, str] | None = None) -> events.IncomingCall:
+    """A call to a retail number whose event has ``change`` applied to its data (None removes a field)."""
+    ev = copy.deepcopy(EG)
+    ev["data"]["to"] = {"kind": "phoneNumber", "rawId": "4:+14255550100", "phoneNumber": {"value": "+14255550100"}}
+    ev["data"]["customContext"] = {"sipHeaders": sip or {"User-To-User": "IsVip=1"}}
+    for key, value in change.items():
+        if value is None:
+            ev["data"].pop(key, None)
+        else:
+            ev["data"][key] = value
+    return events.parse_events(ev)[0]
+
+
+@pytest.mark.parametrize("to", [None, {}, {"kind": "phoneNumber"}, "+14255550100", 7])
+def test_an_unreadable_called_party_goes_to_the_default_queue(to: object, app_routing: config.Routing) -> None:
+    d = routing.route(unreadable({"to": to}), app_routing)
+    assert (d.action, d.queue, d.rule, d.workstream) == ("answer", "agents", "unknown-number", None)
+    assert any("data.to" in w.message for w in d.warnings)
+
+
+def test_an_unreadable_called_party_without_a_default_queue_is_rejected_not_left_ringing(
+    example_routing: config.Routing,
+) -> None:
+    d = routing.route(unreadable({"to": {"kind": "phoneNumber"}}), example_routing)
+    assert (d.action, d.reject_reason, d.rule) == ("reject", "none", "unknown-number")
+    assert "the called party (data.to) cannot be read" in d.errors[0].message
+
+
+@pytest.mark.parametrize("caller", [None, {}, {"kind": "x"}, [], "anonymous", 0])
+def test_an_odd_or_missing_caller_still_routes_by_the_context(caller: object, example_routing: config.Routing) -> None:
+    d = routing.route(unreadable({"from": caller}), example_routing)
+    assert (d.action, d.queue, d.rule) == ("redirect", "vip", "vip-callers")
+    assert any(w.code == "unreadable_field" and "data.from" in w.message for w in d.warnings)
+
+
+@pytest.mark.parametrize(
+    ("custom", "field"),
+    [
+        ("nope", "data.customContext"),
+        ({"sipHeaders": "User-To-User: IsVip=1"}, "data.customContext.sipHeaders"),
+        ({"sipHeaders": {"User-To-User": ["IsVip=1"]}}, "data.customContext.sipHeaders['User-To-User']"),
+    ],
+)
+def test_a_custom_context_that_is_not_headers_gives_no_context_and_the_fallback_queue(
+    custom: object, field: str, example_routing: config.Routing
+) -> None:
+    d = routing.route(unreadable({"customContext": custom}), example_routing)
+    assert (d.action, d.queue, d.rule) == ("answer", "agents", "fallback")
+    assert d.context == {} and any(field in w.message for w in d.warnings)
+
+
 @pytest.mark.parametrize("sample", [EG, CE], ids=["eventgrid", "cloudevents"])
 def test_the_public_samples_route_to_a_defined_outcome(sample: dict, example_routing: config.Routing) -> None:
     # The samples call an ACS user placeholder no workstream owns, and carry an odd-length hex UUI.

@@ -86,7 +86,7 @@ class Runtime:
         acted = outcome != Outcome.DUPLICATE  # a duplicate never reached Call Automation
         issues = ",".join(e.code for e in decision.errors)
         attributes: dict[str, str | int | float | bool] = {
-            n.CALLED: call.called.address,
+            n.CALLED: call.called_address or "",
             n.WORKSTREAM: decision.workstream or "",
             n.QUEUE: decision.queue or "",
             n.ACTION: str(decision.action),
