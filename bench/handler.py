@@ -281,6 +281,7 @@ def cold_env() -> dict[str, str]:
             "ACS_ACCESS_KEY": "ZHVtbXktYWNjZXNzLWtleS1mb3ItdGhlLWNvbGQtc3RhcnQ=",
             "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
             "HANDOFF_CALLBACK_URL": "http://127.0.0.1:9/api/callbacks",
+            "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-bench-only",
             "HANDOFF_OPENID_CONFIG_URL": "http://127.0.0.1:9/calling/.well-known/acsopenidconfiguration",
             "HANDOFF_CONFIG": "routing.yaml",
         }

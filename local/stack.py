@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import secrets
 import socket
 import sys
 import time
@@ -43,6 +44,8 @@ def local_settings(emu: CallAutomationEmulator, host_port: int) -> dict[str, str
         "HANDOFF_OPENID_CONFIG_URL": emu.openid_config_url,
         "HANDOFF_CALLBACK_URL": f"http://127.0.0.1:{host_port}/api/callbacks",
         "HANDOFF_CONFIG": os.environ.get("HANDOFF_CONFIG", "routing.yaml"),
+        # A fresh key per run: it signs and seals the operation contexts of this run's calls only.
+        "HANDOFF_CONTEXT_KEY": secrets.token_hex(32),
     }
 
 

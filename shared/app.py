@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,14 @@ from typing import Any
 
 from shared.adapters import settings, telemetry
 from shared.adapters.call_automation import CallActions, create_client
-from shared.adapters.callback_auth import CallbackAuthError, CallbackVerifier
+from shared.adapters.callback_auth import CallbackAuthError, CallbackVerifier, SigningKeysUnavailable
 from shared.adapters.dedupe import CallStates, Claims
 from shared.core import callback_flow, events, redaction, routing
 from shared.core.acs import INCOMING_CALL_EVENT
 from shared.core.callback_flow import CallbackEvent, CallbackResult, HangUp, Note, Transfer, Transition
 from shared.core.config import Routing
 from shared.core.decision import RULE_UNKNOWN_NUMBER, ActionResult, Decision, Outcome, after_transient
+from shared.core.sealing import Sealer, prewarm
 
 log = logging.getLogger("handoff")
 
@@ -37,6 +39,9 @@ APP_ROOT = Path(__file__).resolve().parent.parent
 
 #: A callback event leads to at most a transfer, a fallback transfer and a hang-up.
 _MAX_STEPS = 3
+#: Call Automation posts a handful of events per callback; a bound keeps a hostile sender's cost small.
+MAX_CALLBACK_EVENTS = 50
+MAX_CALLBACK_BODY_BYTES = 256 * 1024
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -147,22 +152,39 @@ class App:
     # ---- Call Automation callbacks: the transfer with context --------------------------------
 
     def on_callback(self, authorization: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
-        """Verify the callback's JWT, then act on each event. Returns (HTTP status, JSON body)."""
+        """Verify the callback's JWT, then act on each event. Returns (HTTP status, JSON body).
+
+        401: no valid token. 503: the signing keys cannot be fetched (logged and counted: every
+        transfer waits on a callback). 413/400: a body too large, or not a JSON array of at most
+        50 event objects. Otherwise 200, even for events this app does not act on: ACS must not
+        redeliver them. Nothing here answers 500."""
+        if len(body) > MAX_CALLBACK_BODY_BYTES:
+            telemetry.callback_rejected("too_large")
+            return 413, {"error": f"the body is over {MAX_CALLBACK_BODY_BYTES} bytes"}
         try:
             self.verifier.verify(authorization)
+        except SigningKeysUnavailable as exc:
+            log.error("callback refused (503): the signing keys cannot be fetched: %s", exc)
+            telemetry.callback_rejected("keys_unavailable")
+            return 503, {"error": "the callback signing keys cannot be fetched"}
         except CallbackAuthError as exc:
             log.warning("callback refused (401): %s", exc)
+            telemetry.callback_rejected("unauthorized")
             return 401, {"error": "unauthorized"}
-        try:
-            items = json.loads(body)
-        except ValueError:
-            return 400, {"error": "body is not JSON"}
-        items = items if isinstance(items, list) else [items]
+        problem, items = _callback_items(body)
+        if problem:
+            log.warning("callback refused (400): %s", problem)
+            telemetry.callback_rejected("malformed")
+            return 400, {"error": problem}
         handled = []
         for item in items:
-            event = callback_flow.read_callback(item)
-            if event is not None:
+            event = callback_flow.read_callback(item, self.actions.sealer)
+            assert event is not None  # _callback_items let only objects through
+            try:
                 handled.append(str(telemetry.callback(event, functools.partial(self._follow, event))))
+            except Exception as exc:  # a bug must not turn into a 500 that ACS retries forever
+                log.error("%s: callback %s could not be handled: %s", event.who, event.kind, type(exc).__name__)
+                handled.append(f"{event.kind}: error")
         return 200, {"handled": handled}
 
     def _transition(self, event: CallbackEvent) -> Transition:
@@ -192,8 +214,12 @@ class App:
                 break
             assert current.call_connection_id is not None  # the flow acts only on known connections
             if isinstance(step, HangUp):
-                result = self.actions.hang_up(current.call_connection_id)
+                result = self.actions.hang_up(current.call_connection_id)  # retried inside the deadline
                 done.append(f"hung up ({result.outcome})")
+                if result.failed:
+                    log.error(
+                        "%s: hanging up failed too (%s); the caller may still be on the line", event.who, result.detail
+                    )
                 failed = True
                 break
             result = self._transfer(current, step)
@@ -215,6 +241,20 @@ class App:
         return result
 
 
+def _callback_items(body: bytes) -> tuple[str, list[dict[str, Any]]]:
+    """(problem, events): a callback body is a JSON array of at most 50 event objects (or one object)."""
+    try:
+        items = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "the body is not JSON", []
+    items = items if isinstance(items, list) else [items]
+    if len(items) > MAX_CALLBACK_EVENTS:
+        return f"{len(items)} events in one callback; at most {MAX_CALLBACK_EVENTS} are accepted", []
+    if not all(isinstance(item, dict) for item in items):
+        return "every callback event must be a JSON object", []
+    return "", items
+
+
 _current: App | None = None
 
 
@@ -223,9 +263,15 @@ def start(env: dict[str, str] | None = None, client: Any = None) -> App:
     global _current
     cfg = settings.load(env)
     table = settings.load_routing(str(APP_ROOT / cfg.config_path))  # an absolute path stays as it is
+    settings.check_for_routing(cfg, table)
     # Telemetry before the client: its per-attempt policy joins the client's pipeline; a no-op when off.
     telemetry.configure(cfg)
-    actions = CallActions(cfg, client or create_client(cfg, telemetry.call_automation_policies()))
+    sealer = Sealer(cfg.context_keys) if cfg.context_keys else None
+    if sealer is not None and any(ws.sensitive for ws in table.workstreams):
+        # The first transfer call seals its sensitive values: load AES-GCM now, beside the start-up,
+        # rather than on that call's path.
+        threading.Thread(target=prewarm, name="handoff-prewarm", daemon=True).start()
+    actions = CallActions(cfg, client or create_client(cfg, telemetry.call_automation_policies()), sealer)
     _current = App(cfg, table, actions)
     return _current
 

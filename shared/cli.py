@@ -98,7 +98,9 @@ def cmd_route(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     views = []
     for call in calls:
         decision = routing.route(call, table)
-        views.append(redaction.decision_view(call, decision, reveal=args.reveal))
+        views.append(
+            redaction.decision_view(call, decision, reveal=args.reveal, sensitive_anywhere=table.sensitive_anywhere)
+        )
     if args.json:
         _print_json(views[0] if len(views) == 1 else views, out)
     else:

@@ -78,6 +78,11 @@ param deadlineSeconds string = '10'
 @description('HANDOFF_REDACTION_KEY: secret key (16+ characters) for the keyed hashes that replace sensitive context values in telemetry (docs/operate.md); empty: they are masked.')
 param redactionKey string = ''
 
+@secure()
+@minLength(32)
+@description('HANDOFF_CONTEXT_KEY: secret key (32+ characters) that signs the operationContext of every call this app answers and seals its sensitive values; the azd preprovision hook generates it once per environment.')
+param contextKey string
+
 @description('Days a dead-lettered IncomingCall event (it holds caller numbers) is kept in storage.')
 @minValue(1)
 @maxValue(365)
@@ -197,6 +202,7 @@ module functionApp 'modules/function-app.bicep' = {
     acsImmutableResourceId: acs.outputs.immutableResourceId
     deadlineSeconds: deadlineSeconds
     redactionKey: redactionKey
+    contextKey: contextKey
   }
 }
 

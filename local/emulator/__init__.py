@@ -39,7 +39,13 @@ from local.emulator.callbacks import JWKS_PATH as JWKS_PATH
 from local.emulator.callbacks import LOOPBACK_HOSTS as LOOPBACK_HOSTS
 from local.emulator.callbacks import MAX_CALLBACK_RESPONSE_BYTES as MAX_CALLBACK_RESPONSE_BYTES
 from local.emulator.callbacks import OPENID_CONFIG_PATH as OPENID_CONFIG_PATH
-from local.emulator.calls import ALREADY_HANDLED_MARKER, ALREADY_HANDLED_STATUS, EXPIRED_CONTEXT_MESSAGE
+from local.emulator.calls import (
+    ALREADY_HANDLED_MARKER,
+    ALREADY_HANDLED_SHAPES,
+    ALREADY_HANDLED_STATUS,
+    ALREADY_HANDLED_SUB_CODE,
+    EXPIRED_CONTEXT_MESSAGE,
+)
 from local.emulator.calls import DEFAULT_EVENT_VERSION as DEFAULT_EVENT_VERSION
 from local.emulator.calls import EXPIRED_CONTEXT_STATUS as EXPIRED_CONTEXT_STATUS
 from local.emulator.cli import main
@@ -49,7 +55,9 @@ from local.emulator.server import MAX_BODY_BYTES as MAX_BODY_BYTES
 
 __all__ = [
     "ALREADY_HANDLED_MARKER",
+    "ALREADY_HANDLED_SHAPES",
     "ALREADY_HANDLED_STATUS",
+    "ALREADY_HANDLED_SUB_CODE",
     "CALLBACK_ISSUER",
     "EXPIRED_CONTEXT_MESSAGE",
     "OPERATIONS",

@@ -56,13 +56,15 @@ EXPIRED_CONTEXT_MESSAGE = "IDX23010: Lifetime validation of the signed http requ
 
 #: Answer/redirect/reject of an incomingCallContext that an earlier, different request already
 #: answered, redirected or rejected.
-#: ASSUMPTION: no public source (Azure docs, the troubleshooting code tables in MicrosoftDocs/azure-docs
-#: ``.../troubleshooting/voice-video-calling/includes/codes/call-automation-sdk.md``, SDK issues) states
-#: what ACS returns for this case. The published generic codes are 400/8501 "Call Not Established",
-#: 400/8585 "Action Not Valid In Current Call State" and 409/8519 "Conflict" (parallel actions). We emulate
-#: HTTP 400 with a message naming the call as already answered/redirected/rejected; the app should match
-#: on the status plus the marker and treat the event as done (not retry).
-ALREADY_HANDLED_STATUS = 400
+#: ASSUMPTION (unverified against the live service): no public source (Azure docs, the troubleshooting
+#: code tables in MicrosoftDocs/azure-docs ``.../includes/codes/call-automation-sdk.md``, SDK issues)
+#: states what ACS returns for this case. Candidate shapes seen in SDK sources and docs (handbook
+#: acs.md): 400/8523 (invalid argument), 404/8522 (not found), 409/8519 (conflict), 400/8501 (call not
+#: established), 400/8528 (call terminated). The emulator answers one of them, 400/8523 unless told
+#: otherwise (``CallAutomationEmulator(already_handled=(status, sub_code))``), with the sub-code as the
+#: error's ``code``; the app classifies by status and sub-code, never by the message.
+ALREADY_HANDLED_SHAPES: tuple[tuple[int, int], ...] = ((400, 8523), (404, 8522), (409, 8519), (400, 8501), (400, 8528))
+ALREADY_HANDLED_STATUS, ALREADY_HANDLED_SUB_CODE = ALREADY_HANDLED_SHAPES[0]
 ALREADY_HANDLED_MARKER = "Incoming call already handled"
 
 #: ``version`` in callback data when the request carried no api-version.
@@ -88,6 +90,9 @@ class CallSettings(Protocol):
 
     @property
     def disconnect_after_transfer(self) -> bool: ...
+
+    @property
+    def already_handled(self) -> tuple[int, int]: ...
 
 
 class Calls:
@@ -226,7 +231,9 @@ class Calls:
             return Response(200, self._properties(call)), call_connection_id
         if operation == "hangup":
             call.state = "disconnected"
-            after.append(lambda: self._callbacks.enqueue(call.callback_uri, [disconnected_event(call, None)]))
+            after.append(
+                lambda: self._callbacks.enqueue(call.callback_uri, [disconnected_event(call, call.operation_context)])
+            )
             return Response(204), call_connection_id
         if operation == "transfer":
             return self._transfer(call, body, after), call_connection_id
@@ -243,10 +250,11 @@ class Calls:
             # No "code" member: byte for byte what the wire capture recorded.
             raise RequestError(EXPIRED_CONTEXT_STATUS, EXPIRED_CONTEXT_MESSAGE)
         if handled is not None:
+            status, sub_code = self._settings.already_handled
             raise RequestError(
-                ALREADY_HANDLED_STATUS,
+                status,
                 f"{ALREADY_HANDLED_MARKER}: the call was already {handled}, cannot {operation}. (emulated)",
-                "BadRequest",
+                str(sub_code),
             )
 
     def _mark_handled(self, context: str, how: str) -> None:
@@ -303,6 +311,7 @@ class Calls:
             self._calls[call.call_connection_id] = call
             self._handled_contexts[context] = "answered"
         operation_context = body.get("operationContext")
+        call.operation_context = operation_context
         events = [call_event("CallConnected", call, operation_context)]
 
         def connected() -> None:
@@ -344,7 +353,7 @@ class Calls:
             self._callbacks.enqueue(url, events)
             if failure is None and self._settings.disconnect_after_transfer:
                 call.state = "disconnected"
-                self._callbacks.enqueue(call.callback_uri, [disconnected_event(call, None)])
+                self._callbacks.enqueue(call.callback_uri, [disconnected_event(call, call.operation_context)])
 
         after.append(deliver)
         response_body: dict[str, Any] = {}

@@ -30,9 +30,9 @@ from local.emulator.callbacks import (
     Callbacks,
     openid_document,
 )
-from local.emulator.calls import Calls
+from local.emulator.calls import ALREADY_HANDLED_STATUS, ALREADY_HANDLED_SUB_CODE, Calls
 from local.emulator.faults import Faults
-from local.emulator.model import RequestError, Response
+from local.emulator.model import RequestError, Response, phone_of, raw_id
 from local.emulator.server import Server, route
 
 _T = TypeVar("_T")
@@ -95,6 +95,7 @@ class CallAutomationEmulator:
         context_lifetime: float | None = None,
         send_participants_updated: bool = False,
         disconnect_after_transfer: bool = False,
+        already_handled: tuple[int, int] = (ALREADY_HANDLED_STATUS, ALREADY_HANDLED_SUB_CODE),
         max_clock_skew: float = 900.0,
         verbose: bool = False,
     ) -> None:
@@ -110,6 +111,8 @@ class CallAutomationEmulator:
         self.context_lifetime = context_lifetime
         self.send_participants_updated = send_participants_updated
         self.disconnect_after_transfer = disconnect_after_transfer
+        #: (status, sub-code) of the answer to a second action on one incoming call (calls.py: unverified).
+        self.already_handled = already_handled
         self.max_clock_skew = float(max_clock_skew)
         self.verbose = verbose
 
@@ -270,14 +273,16 @@ class CallAutomationEmulator:
         delay: float = 0.0,
         times: int = 1,
         body: Any = None,
+        target: str | None = None,
     ) -> None:
         """Make the next ``times`` requests of ``operation`` (or ``"*"``) fail or stall.
 
         ``status``: answer with it (body ``body`` or an ACS-shaped error; a ``Retry-After`` header when
         ``retry_after`` is given). ``delay``: sleep that long first; with ``status=None`` the request is
-        then handled normally. Faulted requests are recorded with their status and never executed.
+        then handled normally. ``target``: only transfers to this participant (``+1...`` or a raw id).
+        Faulted requests are recorded with their status and never executed.
         """
-        self._faults.add(operation, status, retry_after, delay, times, body)
+        self._faults.add(operation, status, retry_after, delay, times, body, target)
 
     def fail_transfer_to(
         self,
@@ -396,7 +401,8 @@ class CallAutomationEmulator:
                 )
                 self._changed.notify_all()
 
-        fault = self._faults.take(operation)
+        participant = parsed.get("targetParticipant") if isinstance(parsed, dict) else None
+        fault = self._faults.take(operation, _participant(participant))
         if fault is not None:
             if fault.delay > 0:
                 self._stopping.wait(fault.delay)
@@ -426,3 +432,10 @@ class CallAutomationEmulator:
     def _safe_endpoint(self) -> str:
         server = self._server
         return f"http://127.0.0.1:{server.server_port}" if server is not None else ""
+
+
+def _participant(model: Any) -> str | None:
+    """A transfer's target as ``inject(target=...)`` names it: the phone number, else the raw id."""
+    if not isinstance(model, dict):
+        return None
+    return phone_of(model) or raw_id(model) or None

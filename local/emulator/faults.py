@@ -39,6 +39,8 @@ class Fault:
     delay: float
     remaining: int
     body: Any
+    #: Only transfers to this participant (raw id or phone number); None: every request of the operation.
+    target: str | None = None
 
     def response(self) -> Response:
         """What a fault with a status answers."""
@@ -65,7 +67,14 @@ class Faults:
         self._faults: list[Fault] = []
 
     def add(
-        self, operation: str, status: int | None, retry_after: float | None, delay: float, times: int, body: Any
+        self,
+        operation: str,
+        status: int | None,
+        retry_after: float | None,
+        delay: float,
+        times: int,
+        body: Any,
+        target: str | None = None,
     ) -> None:
         """See :meth:`CallAutomationEmulator.inject`."""
         if operation != "*" and operation not in OPERATIONS:
@@ -75,12 +84,15 @@ class Faults:
         if times < 1:
             raise ValueError("times must be >= 1")
         with self._lock:
-            self._faults.append(Fault(operation, status, retry_after, float(delay), int(times), body))
+            self._faults.append(Fault(operation, status, retry_after, float(delay), int(times), body, target))
 
-    def take(self, operation: str) -> Fault | None:
-        """One use of the first pending fault for ``operation`` (or ``"*"``), None when there is none."""
+    def take(self, operation: str, participant: str | None = None) -> Fault | None:
+        """One use of the first pending fault for ``operation`` (or ``"*"``) and, for a fault limited to
+        a target, for a request addressed to it (``participant``); None when there is none."""
         with self._lock:
             for fault in self._faults:
+                if fault.target is not None and fault.target != participant:
+                    continue
                 if fault.remaining > 0 and fault.operation in ("*", operation):
                     fault.remaining -= 1
                     taken = Fault(fault.operation, fault.status, fault.retry_after, fault.delay, 1, fault.body)

@@ -28,6 +28,9 @@ class Call:
     api_version: str
     source_display_name: str | None = None
     state: str = "connecting"
+    #: The answer's operationContext: ACS echoes it in CallConnected and in CallDisconnected (acs.md,
+    #: "After the call leaves the app", from the SDKs' live test recordings).
+    operation_context: Any = None
 
 
 @dataclass

@@ -14,7 +14,9 @@ Facts (handbook acs.md, "Call Automation SDK 1.6.0" and "Event Grid delivery"):
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,33 +24,20 @@ from typing import Any
 from azure.communication.callautomation import CallAutomationClient, PhoneNumberIdentifier
 from azure.communication.callautomation._shared.models import CommunicationIdentifier, identifier_from_raw_id
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.policies import RetryPolicy
 
 from shared.adapters.settings import Settings
-from shared.core.acs import PHONE_RAW_ID_PREFIX, STALE_CONTEXT_MARKER
-from shared.core.decision import Action, ActionResult, Decision, OperationContext, Outcome
+from shared.core.acs import CONFLICT_STATUS, PHONE_RAW_ID_PREFIX, STALE_CONTEXT_MARKER
+from shared.core.decision import Action, ActionResult, Decision, OperationContext, Outcome, refusal
 from shared.core.events import IncomingCall
+from shared.core.sealing import Sealer
 from shared.core.transfer import TransferHeaders
 
 log = logging.getLogger("handoff.calls")
 
-#: ACS answers 4xx when a call was already answered/redirected/rejected by another delivery.
-#: Treated as done: someone already acted on this call.
-ALREADY_HANDLED_MARKERS = (
-    "already handled",  # the local emulator's "Incoming call already handled"; ACS's text is undocumented
-    "already been answered",
-    "already answered",
-    "already redirected",
-    "already rejected",
-    "call already",
-)
+#: Mid-call actions a 409 "another action in progress" may be retried on (acs.md; see acs.CONFLICT_STATUS).
+_MID_CALL_ACTION = re.compile(r"/callConnections/[^/:?]+:(transferToParticipant|terminate)")
 
 
 def to_identifier(target: str) -> CommunicationIdentifier:
@@ -101,6 +90,7 @@ class DeadlineRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
       timeouts).
     - No wait, whether ``Retry-After`` or backoff, may end past the deadline (``timeout``): the
       stock policy sleeps a 60 s Retry-After even with a 10 s timeout; a call rings for 30 s.
+    - A 409 on a transfer or a hang-up is retried too (another action on the call was in progress).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -111,6 +101,18 @@ class DeadlineRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         settings = super().configure_retries(options)
         settings["deadline"] = time.monotonic() + settings["timeout"]
         return settings
+
+    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+        if super().is_retry(settings, response):
+            return True
+        # 409 on a transfer or hang-up: another action on the call is in progress (409/8519
+        # "Conflict"); it clears, so try again inside the deadline. On the ringing call (answer,
+        # redirect, reject) a 409 means someone else already acted on it: never retried.
+        return bool(
+            settings["total"]
+            and response.http_response.status_code == CONFLICT_STATUS
+            and _MID_CALL_ACTION.search(response.http_request.url)
+        )
 
     def sleep(self, settings: dict[str, Any], transport: Any, response: Any = None) -> None:
         wait = self.get_retry_after(response) if response is not None else None
@@ -123,22 +125,44 @@ class DeadlineRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         super().sleep(settings, transport, response)
 
 
-def classify(exc: Exception) -> tuple[Outcome, bool, str]:
-    """(outcome, retryable, detail) for an error from Call Automation."""
+def error_sub_code(exc: HttpResponseError) -> int | None:
+    """The sub-code of a Call Automation error body, wherever it is put: ``subCode``, a numeric
+    ``code``, ``innererror.code`` or a detail's ``code`` (where ACS puts it for a refused action is not
+    documented: acs.md)."""
+    try:
+        body = json.loads(exc.response.text()) if exc.response is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    inner = error.get("innererror")
+    details = error.get("details")
+    candidates = [error.get("subCode"), error.get("code"), inner.get("code") if isinstance(inner, dict) else None]
+    candidates += [d.get("code") for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+    for candidate in candidates:
+        if isinstance(candidate, int) and not isinstance(candidate, bool):
+            return candidate
+        if isinstance(candidate, str) and candidate.isascii() and candidate.isdigit():
+            return int(candidate)
+    return None
+
+
+def classify(exc: Exception, operation: str) -> tuple[Outcome, bool, str]:
+    """(outcome, retryable, detail) for an error from Call Automation on ``operation``."""
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, HttpResponseError):
         code = exc.status_code
-        text = str(exc)
-        if code == 400 and STALE_CONTEXT_MARKER in text:
-            return Outcome.STALE, False, "the incoming call context expired (IDX23010): the call stopped ringing"
-        lowered = text.lower()
-        if isinstance(exc, ResourceExistsError) or any(m in lowered for m in ALREADY_HANDLED_MARKERS):
-            return Outcome.ALREADY_HANDLED, False, f"Call Automation says the call was already handled: {message}"
-        if isinstance(exc, ClientAuthenticationError) or code in (400, 401, 403, 404):
-            return Outcome.PERMANENT, False, f"HTTP {code}: {message}"
-        if code is not None and (code == 429 or code >= 500):
-            return Outcome.TRANSIENT, True, f"HTTP {code} after retries: {message}"
-        return Outcome.PERMANENT, False, f"HTTP {code}: {message}"
+        sub_code = error_sub_code(exc)
+        outcome, _ = refusal(operation, code, sub_code, stale=STALE_CONTEXT_MARKER in str(exc))
+        shape = f"HTTP {code}" + (f"/{sub_code}" if sub_code is not None else "")
+        if outcome == Outcome.STALE:
+            return outcome, False, "the incoming call context expired (IDX23010): the call stopped ringing"
+        if outcome == Outcome.ALREADY_HANDLED:
+            return outcome, False, f"Call Automation says the call was already handled ({shape}): {message}"
+        if outcome == Outcome.TRANSIENT:
+            return outcome, True, f"{shape} after retries: {message}"
+        return outcome, False, f"{shape}: {message}"
     if isinstance(exc, ServiceRequestError | ServiceResponseError | DeadlineExceeded):
         return Outcome.TRANSIENT, True, f"{type(exc).__name__}: {message}"
     return Outcome.PERMANENT, False, f"{type(exc).__name__}: {message}"
@@ -147,9 +171,11 @@ def classify(exc: Exception) -> tuple[Outcome, bool, str]:
 class CallActions:
     """Carries out the app's decisions on calls. Holds the one Call Automation client of the process."""
 
-    def __init__(self, settings: Settings, client: CallAutomationClient):
+    def __init__(self, settings: Settings, client: CallAutomationClient, sealer: Sealer | None = None):
         self.settings = settings
         self.client = client
+        #: Signs (and seals the sensitive part of) every operationContext this app sends.
+        self.sealer = sealer
 
     def _attempt(self, action: str, connection_id: str | None, request: Callable[[], str | None]) -> ActionResult:
         """Run one Call Automation request; every failure becomes a classified result, never an exception."""
@@ -157,7 +183,7 @@ class CallActions:
         try:
             created = request()
         except Exception as exc:  # every failure gets a defined outcome; nothing escapes to the host
-            outcome, retryable, detail = classify(exc)
+            outcome, retryable, detail = classify(exc, action)
             elapsed = (time.perf_counter() - start) * 1000
             return ActionResult(outcome, action, detail, connection_id, elapsed, retryable)
         return ActionResult(Outcome.DONE, action, "", created or connection_id, (time.perf_counter() - start) * 1000)
@@ -172,7 +198,7 @@ class CallActions:
                 # context follows on CallConnected, since only a connected call can be transferred.
                 callback = self.settings.callback_url if decision.action == Action.TRANSFER else decision.callback_url
                 assert callback is not None
-                operation_context = OperationContext.for_call(call.correlation_id, decision).to_json()
+                operation_context = OperationContext.for_call(call.correlation_id, decision).to_json(self.sealer)
                 props = self.client.answer_call(context, callback, operation_context=operation_context)
                 return str(props.call_connection_id) if props.call_connection_id else None
             if decision.action == Action.REDIRECT:
@@ -194,7 +220,7 @@ class CallActions:
         def request() -> None:
             self.client.get_call_connection(call_connection_id).transfer_call_to_participant(
                 to_identifier(target),
-                operation_context=operation_context.to_json(),
+                operation_context=operation_context.to_json(self.sealer),
                 operation_callback_url=self.settings.callback_url,
                 sip_headers=headers.sip_headers,
                 voip_headers=headers.voip_headers,

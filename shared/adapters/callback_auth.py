@@ -27,6 +27,11 @@ class CallbackAuthError(Exception):
     """The callback is not from Call Automation for our resource; the message says why (no token text)."""
 
 
+class SigningKeysUnavailable(CallbackAuthError):
+    """The signing keys cannot be fetched, so no callback can be verified: our problem, not the sender's.
+    Every transfer waits on a callback, so this strands answered calls: logged and counted for an alert."""
+
+
 class CallbackVerifier:
     def __init__(self, openid_config_url: str, audience: str | None, issuer: str = ISSUER):
         self.openid_config_url = openid_config_url
@@ -41,12 +46,19 @@ class CallbackVerifier:
 
         with self._lock:
             if self._jwks is None:
-                with urllib.request.urlopen(self.openid_config_url, timeout=_FETCH_TIMEOUT_S) as response:
-                    document = json.load(response)
+                try:
+                    with urllib.request.urlopen(self.openid_config_url, timeout=_FETCH_TIMEOUT_S) as response:
+                        document = json.load(response)
+                except (OSError, ValueError) as exc:
+                    raise SigningKeysUnavailable(
+                        f"cannot fetch the OpenID configuration {self.openid_config_url}: {type(exc).__name__}: {exc}"
+                    ) from None
+                if not isinstance(document, dict):
+                    raise SigningKeysUnavailable(f"{self.openid_config_url} is not an OpenID configuration")
                 # The setting may name the OpenID configuration or the JWKS itself.
                 jwks_uri = document.get("jwks_uri") if "keys" not in document else self.openid_config_url
                 if not isinstance(jwks_uri, str):
-                    raise CallbackAuthError(f"{self.openid_config_url} has no jwks_uri")
+                    raise SigningKeysUnavailable(f"{self.openid_config_url} has no jwks_uri")
                 self._jwks = jwt.PyJWKClient(jwks_uri, cache_keys=True, lifespan=3600, timeout=int(_FETCH_TIMEOUT_S))
             return self._jwks
 
@@ -74,10 +86,12 @@ class CallbackVerifier:
             raise CallbackAuthError("token is for another ACS resource (audience)") from None
         except jwt.InvalidIssuerError:
             raise CallbackAuthError("token issuer is not Call Automation") from None
+        except jwt.PyJWKClientConnectionError as exc:
+            raise SigningKeysUnavailable(f"cannot fetch the signing keys: {exc}") from None
         except jwt.PyJWKClientError as exc:
             raise CallbackAuthError(f"signing key not found: {exc}") from None
         except jwt.InvalidTokenError as exc:
             raise CallbackAuthError(f"invalid token: {type(exc).__name__}") from None
         except OSError as exc:
-            raise CallbackAuthError(f"cannot fetch signing keys: {exc}") from None
+            raise SigningKeysUnavailable(f"cannot fetch the signing keys: {exc}") from None
         return claims

@@ -71,6 +71,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Entra ID authentication for the exporter (ClientId=<id>;Authorization=AAD).",
     ),
     Setting(
+        "HANDOFF_CONTEXT_KEY",
+        "Secret key (at least 32 characters) that signs the operationContext this app sends (HMAC-SHA256), so "
+        "only calls it set up are steered through its callbacks, and seals the sensitive context variables in it "
+        "(AES-GCM). Several keys separated by commas while rotating: the first signs, any verifies. Required when "
+        "a queue transfers.",
+    ),
+    Setting(
         "HANDOFF_REDACTION_KEY",
         "Secret key (at least 16 characters) for the short keyed hashes (HMAC-SHA256) that replace "
         "sensitive context values in logs and telemetry, so operators can match calls; unset: masked as ***.",
@@ -97,10 +104,13 @@ class Settings:
     appinsights_connection_string: str | None
     appinsights_authentication_string: str | None = None
     redaction_key: str | None = field(default=None, repr=False)  # a secret: kept out of reprs
+    context_keys: tuple[str, ...] = field(default=(), repr=False)  # secrets: kept out of reprs
 
 
 #: Shorter keys make the keyed hashes of sensitive values guessable.
 REDACTION_KEY_MIN = 16
+#: A context key is an HMAC and AES-256 key source: 32 characters of `openssl rand -hex 32` and up.
+CONTEXT_KEY_MIN = 32
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -142,6 +152,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if redaction_key is not None and len(redaction_key) < REDACTION_KEY_MIN:
         # The key itself is never echoed.
         raise SettingsError(f"setting HANDOFF_REDACTION_KEY must be at least {REDACTION_KEY_MIN} characters long")
+    context_keys = tuple(k.strip() for k in (_get(env, "HANDOFF_CONTEXT_KEY") or "").split(",") if k.strip())
+    if any(len(k) < CONTEXT_KEY_MIN for k in context_keys):
+        # The key itself is never echoed.
+        raise SettingsError(
+            f"setting HANDOFF_CONTEXT_KEY: every key must be at least {CONTEXT_KEY_MIN} characters long"
+        )
     return Settings(
         config_path=_get(env, "HANDOFF_CONFIG") or "routing.yaml",
         acs_endpoint=endpoint,
@@ -154,6 +170,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         appinsights_connection_string=connection_string,
         appinsights_authentication_string=_get(env, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
         redaction_key=redaction_key,
+        context_keys=context_keys,
     )
 
 
@@ -165,3 +182,23 @@ def load_routing(path: str) -> Routing:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the routing configuration: {exc.strerror}"]) from None
     return parse(text, source=path)
+
+
+def check_for_routing(cfg: Settings, routing: Routing) -> None:
+    """Settings a routing file needs. A transfer queue's call is answered by this app and transferred on
+    its CallConnected callback: without ACS_RESOURCE_ID no callback verifies (the caller would sit in
+    silence on an answered call), and without HANDOFF_CONTEXT_KEY no operation context does."""
+    transferring = sorted(name for name, queue in routing.queues.items() if queue.action == "transfer")
+    if not transferring:
+        return
+    queues = ", ".join(transferring)
+    if not cfg.acs_resource_id:
+        raise SettingsError(
+            f"setting ACS_RESOURCE_ID is required: queue {queues} transfers calls, which needs this app's "
+            "CallConnected callback, and callback tokens are checked against the ACS resource's immutable id"
+        )
+    if not cfg.context_keys:
+        raise SettingsError(
+            f"setting HANDOFF_CONTEXT_KEY is required: queue {queues} transfers calls, and the operation context "
+            "of each is signed with it so only calls this app answered are transferred (openssl rand -hex 32)"
+        )

@@ -30,6 +30,19 @@ RETRY_CAN_HELP_BEFORE_AGE_S = 15.0
 #: ("IDX23010: Lifetime validation of the signed http request failed").
 STALE_CONTEXT_MARKER = "IDX23010"
 
+# ---- What Call Automation answers when it refuses (acs.md, "After the call leaves the app") --------
+
+#: Operations on the ringing call (its incomingCallContext); the others act on a call connection.
+RINGING_CALL_OPERATIONS = frozenset({"answer", "redirect", "reject"})
+#: A second answer, redirect or reject of a call someone already acted on: ACS's answer is not
+#: documented (UNVERIFIED against the live service). Candidate (status, sub-code) shapes from SDK
+#: sources and docs: 400/8523 invalid argument, 404/8522 not found, 409/8519 conflict, 400/8501 call
+#: not established, 400/8528 call terminated. Any 409 on the ringing call means the same: conflict.
+ALREADY_HANDLED_SHAPES = frozenset({(400, 8523), (404, 8522), (409, 8519), (400, 8501), (400, 8528)})
+#: 409/8519 on a mid-call action (transfer, hang-up): another action on the call is in progress.
+#: It clears, so the request is retried inside the deadline like a 429 or a 5xx.
+CONFLICT_STATUS = 409
+
 # ---- Communication identifiers (raw id format) -----------------------------------------------
 
 #: ``rawId`` prefixes a redirect/transfer target may use: ``4:`` phone number, ``8:acs:`` ACS

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from shared.core.acs import CALLBACK_EVENT_PREFIX
 from shared.core.config import Routing, TransferQueue
 from shared.core.decision import OperationContext, TransferAttempt
+from shared.core.sealing import Sealer
 from shared.core.transfer import TransferHeaders, build
 
 Level = Literal["info", "warning", "error"]
@@ -89,8 +90,9 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def read_callback(item: Any) -> CallbackEvent | None:
-    """A callback event from its CloudEvent JSON object; None when it is not an object."""
+def read_callback(item: Any, sealer: Sealer | None) -> CallbackEvent | None:
+    """A callback event from its CloudEvent JSON object; None when it is not an object. Its
+    operation context is read only when this app wrote it (``sealer`` verifies its mac)."""
     if not isinstance(item, dict):
         return None
     kind = str(item.get("type", ""))
@@ -105,7 +107,7 @@ def read_callback(item: Any) -> CallbackEvent | None:
         call_connection_id=_text(data.get("callConnectionId")),
         server_call_id=_text(data.get("serverCallId")),
         correlation_id=_text(data.get("correlationId")),
-        operation_context=OperationContext.from_json(data.get("operationContext")),
+        operation_context=OperationContext.from_json(data.get("operationContext"), sealer),
         result_code=info.get("code"),
         result_sub_code=info.get("subCode"),
         result_message=info.get("message"),
@@ -203,7 +205,7 @@ def _transfer(
         attempt=attempt,
         headers=build(op.context, order, queue.target, queue.uui_format),
         operation_context=OperationContext(
-            queue_name, op.workstream, op.correlation_id, op.context, target=queue.target, attempt=attempt
+            queue_name, op.workstream, op.correlation_id, op.context, queue.target, attempt, op.sealed
         ),
     )
 
@@ -301,8 +303,12 @@ TRANSITIONS: dict[tuple[CallState, str], Callable[[CallbackEvent, Routing], Tran
 def next_step(event: CallbackEvent, state: CallState, routing: Routing) -> Transition:
     """What happens to the call on ``event`` in ``state``. Pure: the caller carries out the step."""
     if event.operation_context is None or event.call_connection_id is None:
-        message = f"callback {event.kind} for a call this app did not set up: ignored"
-        return Transition(Note("ignored", "info", message))
+        # Every app of the ACS resource gets callbacks signed alike (acs.md): a valid token is not
+        # enough, the operation context must be one this app wrote (its mac verifies).
+        message = (
+            f"callback {event.kind} for a call this app did not set up (its operation context does not verify): ignored"
+        )
+        return Transition(Note("ignored", "warning", message))
     handler = TRANSITIONS.get((state, event.kind))
     if handler is None:
         return Transition(Note("ignored"))

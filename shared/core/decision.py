@@ -18,8 +18,14 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from shared.core.acs import RETRY_CAN_HELP_BEFORE_AGE_S
+from shared.core.acs import (
+    ALREADY_HANDLED_SHAPES,
+    CONFLICT_STATUS,
+    RETRY_CAN_HELP_BEFORE_AGE_S,
+    RINGING_CALL_OPERATIONS,
+)
 from shared.core.context import Issue
+from shared.core.sealing import Sealer
 from shared.core.uui import DecodedUUI, UUIError
 from shared.core.values import Value
 
@@ -121,8 +127,10 @@ class ActionResult:
 class OperationContext:
     """The ``operationContext`` of a request this app made, as ACS echoes it in callbacks.
 
-    On the wire it is compact JSON ``{queue, workstream, correlationId, context[, target,
-    attempt]}``; ``context`` maps each context variable to its text as received.
+    On the wire it is compact JSON ``{queue, workstream, correlationId, context[, sealed][, target,
+    attempt], mac}``: ``context`` maps each context variable to its text as received, ``sealed``
+    holds the ``sealed`` ones (the workstream's sensitive variables) encrypted, and ``mac``
+    authenticates the rest (shared/core/sealing.py), so only a context this app wrote is acted on.
     """
 
     queue: str | None
@@ -132,48 +140,77 @@ class OperationContext:
     #: Set on a transfer's operation context: where the transfer went and which attempt it was.
     target: str | None = None
     attempt: TransferAttempt | None = None
+    #: The variables of ``context`` that travel sealed, not in clear.
+    sealed: frozenset[str] = frozenset()
 
     @classmethod
     def for_call(cls, correlation_id: str | None, decision: Decision) -> OperationContext:
-        return cls(decision.queue, decision.workstream, correlation_id, dict(decision.context_text))
+        """What the answer request carries. A transfer queue's call comes back to this app, which needs
+        the whole context for the transfer: the sensitive variables travel sealed. An answer queue's
+        call goes to another app, which cannot open them: it gets the non-sensitive variables only."""
+        if decision.action == Action.TRANSFER:
+            sealed = frozenset(decision.sensitive & decision.context_text.keys())
+            return cls(decision.queue, decision.workstream, correlation_id, dict(decision.context_text), sealed=sealed)
+        shown = {k: v for k, v in decision.context_text.items() if k not in decision.sensitive}
+        return cls(decision.queue, decision.workstream, correlation_id, shown)
 
-    def to_json(self) -> str:
+    def to_json(self, sealer: Sealer | None) -> str:
+        """The wire form; unsigned only when no ``HANDOFF_CONTEXT_KEY`` is configured (no transfer queue)."""
         body: dict[str, Any] = {
             "queue": self.queue,
             "workstream": self.workstream,
             "correlationId": self.correlation_id,
-            "context": dict(self.context),
+            "context": {k: v for k, v in self.context.items() if k not in self.sealed},
         }
+        sealed = {k: v for k, v in self.context.items() if k in self.sealed}
+        if sealed:
+            if sealer is None:
+                raise ValueError("sensitive context variables can only travel sealed: HANDOFF_CONTEXT_KEY is not set")
+            body["sealed"] = sealer.seal(sealed)
         if self.target is not None:
             body["target"] = self.target
         if self.attempt is not None:
             body["attempt"] = str(self.attempt)
+        if sealer is not None:
+            body["mac"] = sealer.sign(body)
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: Any) -> OperationContext | None:
-        """The operation context a callback echoes: empty when the callback carries none (a hang-up's
-        CallDisconnected) or unreadable JSON, None when it is JSON but not an object (not ours)."""
-        body: Any = {}
-        if isinstance(text, str) and text:
-            try:
-                body = json.loads(text)
-            except ValueError:
-                body = {}
+    def from_json(cls, text: Any, sealer: Sealer | None) -> OperationContext | None:
+        """The operation context a callback echoes, or None unless this app wrote it (its mac verifies)."""
+        if sealer is None or not isinstance(text, str) or not text:
+            return None
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return None
         if not isinstance(body, dict):
             return None
-        strings = {k: body.get(k) if isinstance(body.get(k), str) else None for k in ("queue", "workstream")}
-        correlation = body.get("correlationId")
+        key = sealer.verify({k: v for k, v in body.items() if k != "mac"}, body.get("mac"))
+        if key is None:
+            return None
         context = body.get("context")
-        attempt = body.get("attempt")
-        target = body.get("target")
+        texts = {k: v for k, v in context.items() if isinstance(v, str)} if isinstance(context, dict) else {}
+        opened: dict[str, str] = {}
+        if "sealed" in body:
+            unsealed = sealer.unseal(body["sealed"], key)
+            if unsealed is None:  # signed by us but not openable: corrupt, so not to be acted on
+                return None
+            opened = unsealed
+
+        def text_of(name: str) -> str | None:
+            value = body.get(name)
+            return value if isinstance(value, str) else None
+
+        attempt = text_of("attempt")
         return cls(
-            queue=strings["queue"],
-            workstream=strings["workstream"],
-            correlation_id=correlation if isinstance(correlation, str) else None,
-            context={k: v for k, v in context.items() if isinstance(v, str)} if isinstance(context, dict) else {},
-            target=target if isinstance(target, str) else None,
-            attempt=_ATTEMPTS.get(attempt) if isinstance(attempt, str) else None,
+            queue=text_of("queue"),
+            workstream=text_of("workstream"),
+            correlation_id=text_of("correlationId"),
+            context={**texts, **opened},
+            target=text_of("target"),
+            attempt=_ATTEMPTS.get(attempt) if attempt is not None else None,
+            sealed=frozenset(opened),
         )
 
 
@@ -188,3 +225,18 @@ def after_transient(result: ActionResult, event_age_s: float | None) -> ActionRe
         detail=f"{result.detail}; the event is {event_age_s:.0f}s old, a redelivery cannot help",
         retryable=False,
     )
+
+
+def refusal(operation: str, status: int | None, sub_code: int | None, stale: bool) -> tuple[Outcome, bool]:
+    """What Call Automation's refusal of ``operation`` means, by HTTP status and sub-code (never by
+    message text, except the documented IDX23010 of an expired context): (outcome, retryable)."""
+    if operation in RINGING_CALL_OPERATIONS:
+        if status == 400 and stale:
+            return Outcome.STALE, False  # the call stopped ringing: a retry cannot help
+        if status == CONFLICT_STATUS or (status, sub_code) in ALREADY_HANDLED_SHAPES:
+            return Outcome.ALREADY_HANDLED, False  # someone already acted on the call: done
+    elif operation == "hangup" and status == 404:
+        return Outcome.ALREADY_HANDLED, False  # the call had already ended
+    if status is not None and (status == 429 or status >= 500 or status == CONFLICT_STATUS):
+        return Outcome.TRANSIENT, True
+    return Outcome.PERMANENT, False

@@ -44,8 +44,14 @@ def masked_context(decision: Decision, *, reveal: bool = False, key: str | None 
     }
 
 
-def uui_view(decision: Decision, *, reveal: bool = False) -> dict[str, Any] | None:
-    """The decode object of ``handoff decode --json``, with sensitive parts masked."""
+def uui_view(
+    decision: Decision, *, reveal: bool = False, sensitive_anywhere: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
+    """The decode object of ``handoff decode --json``, with sensitive parts masked.
+
+    ``sensitive_anywhere`` holds the case-folded names of every workstream's sensitive variables:
+    a key that differs only in case (``accountnumber``) is masked too, and so is a value whose name
+    cannot be known (a positional value of a call no workstream owns, or past the named ones)."""
     if decision.uui is None and decision.uui_error is None:
         return None
     if decision.uui is not None:
@@ -60,24 +66,28 @@ def uui_view(decision: Decision, *, reveal: bool = False) -> dict[str, Any] | No
         view["text"] = f"{MASK} ({len(text)} characters)"
     pairs = view.get("pairs")
     if isinstance(pairs, dict):
-        view["pairs"] = {k: MASK if k in decision.sensitive else v for k, v in pairs.items()}
+        view["pairs"] = {
+            k: MASK if k in decision.sensitive or k.casefold() in sensitive_anywhere else v for k, v in pairs.items()
+        }
     positional = view.get("positional")
     if isinstance(positional, list):
         names = decision.positional_names
         view["positional"] = [
-            MASK if i < len(names) and names[i] in decision.sensitive else v for i, v in enumerate(positional)
+            v if i < len(names) and names[i] not in decision.sensitive else MASK for i, v in enumerate(positional)
         ]
     return view
 
 
-def decision_view(call: IncomingCall, decision: Decision, *, reveal: bool = False) -> dict[str, Any]:
+def decision_view(
+    call: IncomingCall, decision: Decision, *, reveal: bool = False, sensitive_anywhere: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The JSON object of ``handoff route --json``."""
     return {
         "event_id": call.event_id,
         "correlation_id": call.correlation_id,
         "called": call.called_address,
         "workstream": decision.workstream,
-        "uui": uui_view(decision, reveal=reveal),
+        "uui": uui_view(decision, reveal=reveal, sensitive_anywhere=sensitive_anywhere),
         "context": masked_context(decision, reveal=reveal),
         "queue": decision.queue,
         "action": decision.action,

@@ -21,7 +21,8 @@ from typing import Any
 
 from local.emulator import CallAutomationEmulator
 from local.host import LocalHost
-from local.stack import post_json, running_stack
+from local.stack import Stack, free_port, post_json, running_stack
+from shared import app as handoff
 from shared.adapters import settings, telemetry
 from tests.conftest import ROOT
 
@@ -205,6 +206,14 @@ def scenarios(driver: Driver) -> None:
     wait(lambda: delivered(emu, "CallDisconnected") >= 1, "the hang-up's CallDisconnected")
 
 
+def keys_unavailable(stack: Stack) -> int:
+    """A fresh app whose signing keys cannot be fetched (nobody listens there) gets one callback."""
+    handoff.start({**stack.env, "HANDOFF_OPENID_CONFIG_URL": f"http://127.0.0.1:{free_port()}/calling/keys"})
+    event = {"type": "Microsoft.Communication.CallConnected", "data": {}}
+    status, _ = stack.post_callback([event], "Bearer " + stack.emu.callback_token())
+    return status
+
+
 def main() -> int:
     report: dict[str, Any] = {}
     started: list[bool] = []
@@ -224,6 +233,7 @@ def main() -> int:
         report["host_errors"] = stack.host.errors
         report["hangups"] = len(stack.emu.executed("hangup"))
         report["transfers"] = len(stack.emu.executed("transfer"))
+        report["keys_unavailable_status"] = keys_unavailable(stack)  # last: it replaces the app
     report["flushed"] = telemetry.flush(20)
     print(json.dumps(report))
     return 0

@@ -290,6 +290,9 @@ def test_metrics_and_their_dimensions(run: Run) -> None:
     assert total(run, "handoff.stale_events", action="answer") == 1
     assert total(run, "handoff.duplicate_events", event="incoming_call", source="this-instance") == 2
     assert total(run, "handoff.callbacks", type="CallTransferFailed", result="hung up (done)") == 1
+    # The signing keys could not be fetched once: counted, so an alert can watch it.
+    assert run.report["keys_unavailable_status"] == 503
+    assert total(run, names.METRIC_CALLBACK_REJECTIONS, reason="keys_unavailable") == 1
     acted = sum(1 for c in calls if c["expect"].get("outcome", "done") != "duplicate")
     histogram = metric_points(run, names.METRIC_TIME_TO_ACTION)
     assert sum(m["count"] for _, m in histogram) == acted
@@ -400,6 +403,8 @@ def test_telemetry_off_imports_no_opentelemetry_and_adds_no_policy() -> None:
             "ACS_ENDPOINT": "http://127.0.0.1:9",
             "ACS_ACCESS_KEY": "a2V5",
             "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks",
+            "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
+            "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-test-only",
         }
     )
     script = (
@@ -534,7 +539,16 @@ def test_workbook_charts_query_emitted_names_and_are_documented() -> None:
         quoted = set(re.findall(r'"(handoff\.[a-z_.]+)"', query))
         assert quoted and quoted <= emitted, f"{name} queries names nobody emits: {quoted - emitted}"
         assert chart["timeContextFromParameter"] == "TimeRange"
-    for metric in ("handoff.calls", "handoff.decode_failures", "handoff.fallback_routes", "handoff.transient_retries"):
+    metrics = {v for k, v in vars(names).items() if k.startswith("METRIC_")}
+    for metric in metrics:
         assert metric in docs
-    for alert in ("Decode failure rate", "Fallback rate", "p99 time to action", "Permanent failures", "Stale events"):
+    alerts = (
+        "Decode failure rate",
+        "Fallback rate",
+        "p99 time to action",
+        "Permanent failures",
+        "Stale events",
+        "Callback signing keys unavailable",
+    )
+    for alert in alerts:
         assert alert in docs

@@ -9,17 +9,16 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from local.emulator import ALREADY_HANDLED_SHAPES
 from local.stack import Stack
 from shared import app
 from shared.core import events
 from shared.core.decision import ActionResult, Outcome
-from tests.conftest import DATA, ROUTING_WITH_TRANSFER_FALLBACK, load_json
+from tests.conftest import DATA, load_json
 
 VECTORS = load_json(DATA / "uui-public.json")
 
@@ -74,13 +73,45 @@ def test_a_call_arriving_again_with_its_correlation_id_but_a_new_context_gets_it
     assert one_action(stack, first) == ["redirect"] and one_action(stack, second) == ["redirect"]
 
 
-def test_a_call_already_handled_elsewhere_is_done_not_an_error(stack: Stack) -> None:
+@pytest.mark.parametrize("shape", ALREADY_HANDLED_SHAPES, ids=lambda shape: f"{shape[0]}-{shape[1]}")
+def test_a_call_already_handled_elsewhere_is_done_not_an_error(
+    stack: Stack, shape: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What ACS answers here is undocumented (acs.md): every candidate (status, sub-code) is done.
+    monkeypatch.setattr(stack.emu, "already_handled", shape)
     event = stack.call(sip={"User-To-User": "IsVip=1"})
     assert handled(stack, event).outcome == Outcome.DONE
     stack.restart(forget_calls=False)  # another instance: its in-process dedupe never saw this call
     result = handled(stack, event)
     assert result.outcome == Outcome.ALREADY_HANDLED and not result.retryable
+    assert f"HTTP {shape[0]}/{shape[1]}" in result.detail
+    assert [a.status for a in stack.emu.actions if a.operation == "redirect"] == [shape[0]]  # once, not retried
     assert stack.post([event])[0] == 202
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"code": "8523", "message": "m"},
+        {"code": "BadRequest", "message": "m", "subCode": 8523},
+        {"code": "BadRequest", "message": "m", "innererror": {"code": "8523"}},
+        {"code": "BadRequest", "message": "m", "details": [{"code": "8523", "message": "d"}]},
+    ],
+    ids=["code", "subCode", "innererror", "details"],
+)
+def test_the_sub_code_is_read_wherever_the_error_body_puts_it(stack: Stack, error: dict) -> None:
+    stack.emu.inject("answer", status=400, body={"error": error})
+    result = handled(stack, stack.call(sip={"User-To-User": "Intent=support"}))
+    assert result.outcome == Outcome.ALREADY_HANDLED
+
+
+def test_a_refusal_without_a_known_sub_code_is_not_taken_for_already_handled_whatever_its_message(
+    stack: Stack,
+) -> None:
+    body = {"error": {"code": "BadRequest", "message": "Incoming call already handled (the old marker)"}}
+    stack.emu.inject("answer", status=400, body=body)
+    result = handled(stack, stack.call(sip={"User-To-User": "Intent=support"}))
+    assert result.outcome == Outcome.PERMANENT  # classified by status and sub-code, not by message text
 
 
 # ---- stale events ------------------------------------------------------------------------------
@@ -311,161 +342,6 @@ def test_a_delivery_that_is_not_json_is_answered_400_by_the_host(stack: Stack) -
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 400
-
-
-# ---- callbacks: JWT ----------------------------------------------------------------------------
-
-
-def connected_event(stack: Stack, event: dict) -> list[dict]:
-    """The CallConnected the emulator sent for this call."""
-    answer = next(a for a in stack.actions_for(event) if a.operation == "answer")
-    found: list[dict] = []
-
-    def look() -> bool:
-        for delivery in stack.emu.callbacks_sent + stack.emu.callbacks_recorded:
-            for ev in delivery.events:
-                if ev["data"].get("callConnectionId") == answer.call_connection_id and ev["type"].endswith(
-                    "CallConnected"
-                ):
-                    found.append(ev)
-                    return True
-        return False
-
-    assert stack.wait(look), "no CallConnected for this call"
-    return found[:1]
-
-
-def forged_token(audience: str, *, issuer: str = "https://acscallautomation.communication.azure.com") -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = int(time.time())
-    return jwt.encode({"iss": issuer, "aud": audience, "iat": now, "exp": now + 300}, key, algorithm="RS256")
-
-
-@pytest.mark.parametrize("token", ["missing", "expired", "forged", "wrong-audience", "wrong-issuer", "garbage"])
-def test_a_callback_without_a_valid_jwt_is_401_and_nothing_is_acted_on(stack: Stack, token: str) -> None:
-    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
-    stack.emu.fail_transfer_to("+14255550123")  # make the real flow stop before any second transfer
-    assert stack.post([event])[0] == 202
-    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer", "hangup"])
-    before = len(stack.emu.actions)
-    authorization = {
-        "missing": None,
-        "expired": "Bearer " + stack.emu.callback_token(now=time.time() - 3600),
-        "forged": "Bearer " + forged_token(stack.emu.resource_id),
-        "wrong-audience": "Bearer "
-        + jwt.encode(
-            {
-                "iss": "https://acscallautomation.communication.azure.com",
-                "aud": "someone-else",
-                "exp": time.time() + 60,
-            },
-            stack.emu._signing_key,  # the emulator's real key, addressed to another resource
-            algorithm="RS256",
-            headers={"kid": stack.emu.key_id},
-        ),
-        "wrong-issuer": "Bearer "
-        + jwt.encode(
-            {"iss": "https://evil.example", "aud": stack.emu.resource_id, "exp": time.time() + 60},
-            stack.emu._signing_key,
-            algorithm="RS256",
-            headers={"kid": stack.emu.key_id},
-        ),
-        "garbage": "Bearer not.a.jwt",
-    }[token]
-    status, _ = stack.post_callback(connected_event(stack, event), authorization)
-    assert status == 401
-    time.sleep(0.2)
-    assert len(stack.emu.actions) == before
-
-
-def test_a_valid_callback_is_accepted(stack: Stack) -> None:
-    event = stack.call(sip={"User-To-User": "Intent=support"})
-    assert stack.post([event])[0] == 202
-    status, body = stack.post_callback(connected_event(stack, event), "Bearer " + stack.emu.callback_token())
-    assert status == 200 and json.loads(body)["handled"] == ["CallConnected: nothing to do"]
-
-
-# ---- transfers that fail -----------------------------------------------------------------------
-
-
-def test_a_failed_transfer_tries_the_fallback_queue_once_with_the_context(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
-    stack.restart(HANDOFF_CONFIG=str(path))
-    stack.emu.fail_transfer_to("+14255550123")
-    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
-    assert stack.post([event])[0] == 202
-    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer", "transfer"])
-    first, second = [a for a in stack.actions_for(event) if a.operation == "transfer"]
-    assert first.body["targetParticipant"]["rawId"] == "4:+14255550123"
-    assert second.body["targetParticipant"]["rawId"] == "4:+14255550188"
-    from shared.core import uui
-
-    headers = second.body["customCallingContext"]["sipHeaders"]
-    assert uui.decode(headers["User-To-User"]).pairs == {"Intent": "billing", "Priority": "9"}
-
-
-def test_when_the_fallback_transfer_fails_too_the_call_is_hung_up_with_the_reason_logged(
-    stack: Stack,
-    tmp_path,
-    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
-) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
-    stack.restart(HANDOFF_CONFIG=str(path))
-    stack.emu.fail_transfer_to("+14255550123")
-    stack.emu.fail_transfer_to("+14255550188", message="Target busy. (emulated)")
-    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
-    with caplog.at_level("WARNING", logger="handoff"):
-        assert stack.post([event])[0] == 202
-        assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer", "transfer", "hangup"])
-    assert any(
-        "no fallback is left; hanging up" in r.getMessage() and "Target busy" in r.getMessage() for r in caplog.records
-    )
-
-
-def test_with_an_answer_fallback_queue_a_failed_transfer_hangs_up(stack: Stack) -> None:
-    stack.emu.fail_transfer_to("+14255550123")
-    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
-    assert stack.post([event])[0] == 202
-    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer", "hangup"])
-
-
-def test_a_caller_hanging_up_before_the_transfer_is_logged(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
-    # CallConnected goes to a host the emulator only records, so no transfer starts; then the
-    # caller hangs up and CallDisconnected reaches the app.
-    stack.restart(HANDOFF_CALLBACK_URL="https://handoff.example.com/api/callbacks")
-    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
-    assert stack.post([event])[0] == 202
-    [connected] = connected_event(stack, event)
-    disconnected = json.loads(json.dumps(connected))
-    disconnected["type"] = "Microsoft.Communication.CallDisconnected"
-    with caplog.at_level("WARNING", logger="handoff"):
-        status, _ = stack.post_callback([disconnected], "Bearer " + stack.emu.callback_token())
-    assert status == 200
-    assert any("caller hung up before the transfer to queue billing" in r.getMessage() for r in caplog.records)
-    assert one_action(stack, event) == ["answer"]
-
-
-def test_a_transfer_request_refused_outright_still_ends_in_a_defined_outcome(stack: Stack) -> None:
-    # No CallTransferFailed follows a refused request: the app must act on the refusal itself.
-    stack.emu.inject("transfer", status=400, body={"error": {"code": "BadRequest", "message": "emulated"}})
-    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
-    assert stack.post([event])[0] == 202
-    assert stack.wait(lambda: one_action(stack, event) == ["answer", "hangup"])
-    assert [a.status for a in stack.emu.actions if a.operation == "transfer"] == [400]
-
-
-def test_a_refused_transfer_tries_the_fallback_queue(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
-    stack.restart(HANDOFF_CONFIG=str(path))
-    stack.emu.inject("transfer", status=403)
-    event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
-    assert stack.post([event])[0] == 202
-    assert stack.wait(lambda: one_action(stack, event) == ["answer", "transfer"])
-    [fallback] = [a for a in stack.actions_for(event) if a.operation == "transfer"]
-    assert fallback.body["targetParticipant"]["rawId"] == "4:+14255550188"
 
 
 @pytest.mark.parametrize(

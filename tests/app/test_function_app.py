@@ -11,7 +11,6 @@ import pytest
 
 from local.stack import Stack
 from shared import app
-from shared.adapters import settings
 from tests.conftest import run_python
 
 
@@ -80,10 +79,17 @@ def import_function_app(env: dict[str, str]) -> subprocess.CompletedProcess[str]
     return run_python(["-c", "import function_app"], env)
 
 
+def without(env: dict[str, str], name: str) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != name}
+
+
 GOOD = {
     "ACS_ENDPOINT": "http://127.0.0.1:9",
     "ACS_ACCESS_KEY": "a2V5",
     "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks",
+    # routing.yaml has a transfer queue: its callbacks need both (settings.check_for_routing).
+    "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
+    "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-test-only",
 }
 
 
@@ -96,6 +102,10 @@ GOOD = {
         ({**GOOD, "HANDOFF_DEADLINE_SECONDS": "40"}, "must be in (0, 25]"),
         ({**GOOD, "HANDOFF_CONFIG": "missing.yaml"}, "missing.yaml: cannot read the routing configuration"),
         ({**GOOD, "HANDOFF_CONFIG": "examples/calls/manifest.json"}, "expected a mapping with queues and workstreams"),
+        # A transfer queue's call is answered, then transferred on a callback that must verify.
+        (without(GOOD, "ACS_RESOURCE_ID"), "setting ACS_RESOURCE_ID is required: queue billing transfers calls"),
+        (without(GOOD, "HANDOFF_CONTEXT_KEY"), "setting HANDOFF_CONTEXT_KEY is required: queue billing transfers"),
+        ({**GOOD, "HANDOFF_CONTEXT_KEY": "short-key"}, "every key must be at least 32 characters long"),
     ],
 )
 def test_a_bad_setting_or_configuration_fails_start_up_naming_it(env: dict[str, str], message: str) -> None:
@@ -107,11 +117,3 @@ def test_a_bad_setting_or_configuration_fails_start_up_naming_it(env: dict[str, 
 def test_good_settings_start_the_app() -> None:
     result = import_function_app(GOOD)
     assert result.returncode == 0, result.stderr
-
-
-def test_settings_are_read_with_their_defaults() -> None:
-    loaded = settings.load(GOOD)
-    assert loaded.config_path == "routing.yaml"
-    assert loaded.deadline_seconds == 10.0
-    assert loaded.openid_config_url == settings.DEFAULT_OPENID_CONFIG_URL
-    assert loaded.acs_resource_id is None

@@ -24,7 +24,7 @@ def captured_body(case: str) -> dict:
 
 
 def test_an_answer_queue_is_answered_with_its_callback_url_and_the_context(stack: Stack) -> None:
-    event = stack.call(sip={"User-To-User": "Intent=support;Priority=2"})
+    event = stack.call(sip={"User-To-User": "Intent=support;Priority=2;AccountNumber=500112233445"})
     assert stack.post([event])[0] == 202
     [answer] = stack.actions_for(event)
     assert answer.operation == "answer"
@@ -37,12 +37,18 @@ def test_an_answer_queue_is_answered_with_its_callback_url_and_the_context(stack
     assert answer.body["callbackUri"] == "https://agents.example.com/api/callbacks"
     assert answer.path == "/calling/callConnections:answer"
     context = json.loads(answer.body["operationContext"])
+    mac = context.pop("mac")
+    # The agents' app gets the non-sensitive variables, each as the IVR sent it; the account number
+    # (sensitive) does not travel to another app's callback URL, not even sealed.
     assert context == {
         "queue": "agents",
         "workstream": "retail-ivr",
         "correlationId": event["data"]["correlationId"],
-        "context": {"Intent": "support", "Priority": "2"},  # each value as the IVR sent it
+        "context": {"Intent": "support", "Priority": "2"},
     }
+    assert "500112233445" not in answer.body["operationContext"]
+    assert app.current().actions.sealer is not None
+    assert app.current().actions.sealer.verify(context, mac) == 0
     # The CallConnected callback for another host is recorded by the emulator, never sent.
     assert stack.wait(lambda: any(d.url.startswith("https://agents.example.com") for d in stack.emu.callbacks_recorded))
 

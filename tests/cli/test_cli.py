@@ -102,6 +102,41 @@ def test_route_json_has_the_documented_fields_and_masks_sensitive_values() -> No
     assert view["uui"]["text"] == "*** (20 characters)"
 
 
+def event_file(tmp_path: Path, to: str, uui_value: str) -> Path:
+    [event] = load_json(EXAMPLES / "calls" / "plain-uui.json")
+    event["data"]["to"] = {"kind": "phoneNumber", "rawId": f"4:{to}", "phoneNumber": {"value": to}}
+    event["data"]["customContext"] = {"sipHeaders": {"User-To-User": uui_value}}
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps([event]))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("to", "uui_value", "secrets"),
+    [
+        # A number no workstream owns: which values are sensitive cannot be known from a workstream.
+        ("+14255550199", "AccountNumber=500112233445;Pin=4711;Intent=billing", ["500112233445", "4711"]),
+        ("+14255550199", "3530303131323233333434353b343731313b3132;pd=4", ["500112233445", "4711"]),
+        # Keys that differ from the sensitive variables' names only in case.
+        ("+14255550100", "accountnumber=500112233445;PIN=4711;Intent=billing", ["500112233445", "4711"]),
+    ],
+    ids=["unknown-number-pairs", "unknown-number-positional", "case-variant-keys"],
+)
+def test_route_json_masks_every_sensitive_value_even_when_no_workstream_names_it(
+    tmp_path: Path, to: str, uui_value: str, secrets: list[str]
+) -> None:
+    code, out, _ = run(
+        "route", "--config", str(ROOT / "routing.yaml"), str(event_file(tmp_path, to, uui_value)), "--json"
+    )
+    assert code == 0
+    for secret in secrets:
+        assert secret not in out
+    _, revealed, _ = run(
+        "route", "--config", str(ROOT / "routing.yaml"), str(event_file(tmp_path, to, uui_value)), "--json", "--reveal"
+    )
+    assert all(secret in revealed for secret in secrets)
+
+
 def test_route_reveal_shows_sensitive_values() -> None:
     event = EXAMPLES / "calls" / "pd4-after-hours.json"
     _, out, _ = run("route", "--config", str(ROOT / "routing.yaml"), str(event), "--json", "--reveal")

@@ -11,6 +11,7 @@ from shared.core import callback_flow as flow
 from shared.core import config, uui
 from shared.core.callback_flow import CallState, HangUp, Note, Transfer
 from shared.core.decision import OperationContext, TransferAttempt
+from shared.core.sealing import Sealer
 from tests.conftest import DATA, ROUTING_WITH_TRANSFER_FALLBACK, load_json
 
 #: The example routing with a fallback queue that transfers too (overflow), so both attempts exist.
@@ -27,8 +28,24 @@ def no_transfer_fallback(example_routing: config.Routing) -> config.Routing:
     return example_routing  # retail-ivr falls back to agents, an answer queue
 
 
+SEALER = Sealer(["this-app-context-key-0123456789abcdef"])
+
+
+def operation_context(**changes: Any) -> str:
+    """What this app wrote as operationContext: the billing transfer, AccountNumber sealed."""
+    fields: dict[str, Any] = {
+        "queue": "billing",
+        "workstream": "retail-ivr",
+        "correlation_id": "corr-1",
+        "context": CONTEXT,
+        "sealed": frozenset({"AccountNumber"}),
+    }
+    if "attempt" in changes:
+        changes["attempt"] = TransferAttempt(changes["attempt"])
+    return OperationContext(**{**fields, **changes}).to_json(SEALER)
+
+
 def callback(kind: str, **op: Any) -> dict[str, Any]:
-    context = {"queue": "billing", "workstream": "retail-ivr", "correlationId": "corr-1", "context": CONTEXT, **op}
     return {
         "id": "ev-1",
         "type": f"Microsoft.Communication.{kind}",
@@ -37,14 +54,14 @@ def callback(kind: str, **op: Any) -> dict[str, Any]:
             "callConnectionId": "conn-1",
             "serverCallId": "server-1",
             "correlationId": "corr-1",
-            "operationContext": json.dumps(context),
+            "operationContext": operation_context(**op),
             "resultInformation": {"code": 500, "subCode": 9999, "message": "busy here"},
         },
     }
 
 
 def step(kind: str, state: CallState, routing: config.Routing, **op: Any) -> flow.Transition:
-    event = flow.read_callback(callback(kind, **op))
+    event = flow.read_callback(callback(kind, **op), SEALER)
     assert event is not None
     return flow.next_step(event, state, routing)
 
@@ -52,11 +69,12 @@ def step(kind: str, state: CallState, routing: config.Routing, **op: Any) -> flo
 def test_the_recorded_live_callbacks_are_read_with_their_ids_and_result() -> None:
     recorded = load_json(DATA / "callbacks.recorded.json")  # {event name: the CloudEvent ACS posted}
     for name, item in recorded.items():
-        event = flow.read_callback(item)
+        event = flow.read_callback(item, SEALER)
         assert event is not None and event.kind == name
+        assert event.operation_context is None  # recorded from another app: nothing of ours to act on
         assert event.call_connection_id == "05002380-1ace-4171-8ba5-bbb70c797563"
         assert event.result_code == 200
-    disconnected = flow.read_callback(recorded["CallDisconnected"])
+    disconnected = flow.read_callback(recorded["CallDisconnected"], SEALER)
     assert disconnected is not None and disconnected.result_sub_code == 7000
 
 
@@ -67,7 +85,13 @@ def test_call_connected_on_a_transfer_queue_transfers_to_its_target_with_the_con
     assert isinstance(t.step, Transfer) and t.next_state is CallState.TRANSFERRING
     assert (t.step.target, t.step.queue, t.step.attempt) == ("+14255550123", "billing", TransferAttempt.PRIMARY)
     assert t.step.operation_context == OperationContext(
-        "billing", "retail-ivr", "corr-1", CONTEXT, target="+14255550123", attempt=TransferAttempt.PRIMARY
+        "billing",
+        "retail-ivr",
+        "corr-1",
+        CONTEXT,
+        target="+14255550123",
+        attempt=TransferAttempt.PRIMARY,
+        sealed=frozenset({"AccountNumber"}),  # still sealed in the transfer's own operation context
     )
     sip = t.step.headers.sip_headers or {}
     assert uui.decode(sip["User-To-User"]).pairs == CONTEXT  # "007" stays "007"
@@ -158,23 +182,59 @@ def test_every_state_and_callback_has_a_defined_step(routing: config.Routing) ->
     assert step("ParticipantsUpdated", CallState.ANSWERED, routing).step == Note("ignored")
 
 
-def test_a_callback_without_our_operation_context_is_ignored(routing: config.Routing) -> None:
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda text: "[1, 2]",  # JSON, but not what this app writes
+        lambda text: "not json",
+        lambda text: text.replace('"queue":"billing"', '"queue":"vip"'),  # steered to another queue
+        lambda text: text.replace('"Intent":"billing"', '"Intent":"sales"'),  # context changed
+        lambda text: json.dumps({**json.loads(text), "mac": SEALER.sign({"queue": "vip"})}),  # another's mac
+        lambda text: OperationContext("billing", "retail-ivr", "corr-1", CONTEXT).to_json(Sealer(["k" * 32])),
+        lambda text: OperationContext("billing", "retail-ivr", "corr-1", CONTEXT).to_json(None),  # unsigned
+        lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "mac"}),
+    ],
+    ids=["not-an-object", "not-json", "queue-changed", "context-changed", "bad-mac", "other-key", "unsigned", "no-mac"],
+)
+def test_a_callback_whose_operation_context_does_not_verify_is_ignored_whatever_its_content(
+    routing: config.Routing, forge: Any
+) -> None:
     item = callback("CallConnected")
-    item["data"]["operationContext"] = "[1, 2]"  # JSON, but not what this app writes
-    event = flow.read_callback(item)
+    item["data"]["operationContext"] = forge(item["data"]["operationContext"])
+    event = flow.read_callback(item, SEALER)
     assert event is not None and event.operation_context is None
     t = flow.next_step(event, CallState.ANSWERED, routing)
     assert isinstance(t.step, Note) and t.step.result == "ignored" and t.next_state is None
+    assert "does not verify" in t.step.message
+
+
+def test_sensitive_values_travel_sealed_and_open_only_with_the_key() -> None:
+    text = operation_context()
+    assert "500112233445" not in text and "AccountNumber" not in text  # not even the name in clear
+    opened = OperationContext.from_json(text, SEALER)
+    assert opened is not None and dict(opened.context) == CONTEXT and opened.sealed == {"AccountNumber"}
+    assert OperationContext.from_json(text, Sealer(["another-key-0123456789abcdef0123456789"])) is None
+
+
+def test_a_context_signed_with_the_previous_key_verifies_while_keys_rotate() -> None:
+    old = Sealer(["old-context-key-0123456789abcdef0123456789"])
+    text = OperationContext("billing", "retail-ivr", "corr-1", CONTEXT, sealed=frozenset({"Pin"})).to_json(old)
+    rotating = Sealer(["new-context-key-0123456789abcdef0123456789", "old-context-key-0123456789abcdef0123456789"])
+    opened = OperationContext.from_json(text, rotating)
+    assert opened is not None and dict(opened.context) == CONTEXT
 
 
 def test_operation_context_round_trips_and_keeps_the_text_as_received() -> None:
     op = OperationContext(
         "billing", "retail-ivr", "corr-1", {"Amount": "1.10", "Id": "007"}, "+1425", TransferAttempt.FALLBACK
     )
-    assert OperationContext.from_json(op.to_json()) == op
-    assert json.loads(op.to_json())["context"] == {"Amount": "1.10", "Id": "007"}
+    assert OperationContext.from_json(op.to_json(SEALER), SEALER) == op
+    body = json.loads(op.to_json(SEALER))
+    assert body["context"] == {"Amount": "1.10", "Id": "007"}
     answer = OperationContext("agents", "retail-ivr", "corr-1", {"Intent": "x"})
-    assert json.loads(answer.to_json()) == {
+    body = json.loads(answer.to_json(SEALER))
+    assert SEALER.verify({k: v for k, v in body.items() if k != "mac"}, body["mac"]) == 0
+    assert {k: v for k, v in body.items() if k != "mac"} == {
         "queue": "agents",
         "workstream": "retail-ivr",
         "correlationId": "corr-1",

@@ -116,6 +116,21 @@ def test_a_bad_regular_expression_is_a_load_time_error() -> None:
     assert len(found) == 1 and "when.Intent.matches: invalid regular expression" in found[0]
 
 
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        (r"^(a)\1$", "invalid escape sequence"),
+        ("^(?=a)", "invalid perl operator"),
+        ("(?<!x)a", "invalid perl operator"),
+    ],
+    ids=["backreference", "lookahead", "lookbehind"],
+)
+def test_a_pattern_that_needs_backtracking_is_refused_at_load_time(pattern: str, why: str) -> None:
+    found = problems(BASE.replace("Intent: {eq: billing}", f"Intent: {{matches: '{pattern}'}}"))
+    assert len(found) == 1 and "when.Intent.matches: invalid regular expression" in found[0]
+    assert why in found[0] and "RE2 syntax" in found[0]
+
+
 def test_a_number_owned_by_two_workstreams_is_an_error() -> None:
     text = BASE + '  - {name: other, numbers: ["+14255550100"], fallback_queue: agents}\n'
     found = problems(text)

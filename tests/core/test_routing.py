@@ -276,6 +276,22 @@ def test_each_operator(condition: str, uui_value: str, matches: bool) -> None:
     assert d.queue == ("hit" if matches else "miss")
 
 
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "(a|aa)+$", "(.*a){20}$"], ids=["nested", "alternation", "repeat"])
+def test_a_hostile_value_against_a_catastrophic_pattern_is_routed_in_linear_time(pattern: str) -> None:
+    # With Python's backtracking re, ^(a+)+$ on 31 characters took 44 s, so this one would not end
+    # before the test's timeout; `make bench ARGS=core` measures the µs it takes now.
+    # The workstream accepts UUI values up to 512 characters, so the value itself is 256.
+    text = (
+        OPERATOR_TABLE.replace("    rules:\n", "    uui: {max_length: 512}\n    rules:\n")
+        % f"T: {{matches: '{pattern}'}}"
+    )
+    table = config.parse(text)
+    hostile = "a" * 255 + "!"
+    d = routing.route(call(sip={"User-To-User": f"T={hostile}"}), table)
+    assert (d.context, d.rule, d.queue) == ({"T": hostile}, "fallback", "miss")  # the rule was tested, no match
+    assert routing.route(call(sip={"User-To-User": "T=" + "a" * 256}), table).queue == "hit"
+
+
 def test_numbers_keep_their_decimal_value() -> None:
     table = config.parse(OPERATOR_TABLE % "N: {eq: 1}")
     d = routing.route(call(sip={"User-To-User": "N=0.10"}), table)

@@ -131,6 +131,8 @@ def function_facts() -> FunctionFacts:
             "ACS_ENDPOINT": "https://127.0.0.1:9/",
             "ACS_ACCESS_KEY": "aGFuZG9mZi10ZXN0LWtleQ==",
             "HANDOFF_CALLBACK_URL": "https://127.0.0.1:9/api/callbacks",
+            "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
+            "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-test-only",
         },
     )
     assert proc.returncode == 0, f"importing function_app failed:\n{proc.stderr[-3000:]}"

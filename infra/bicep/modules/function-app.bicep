@@ -71,6 +71,10 @@ param deadlineSeconds string
 @description('Key of the keyed hashes of sensitive values in telemetry (HANDOFF_REDACTION_KEY); empty: masked.')
 param redactionKey string
 
+@secure()
+@description('Key that signs and seals the operationContext of the calls this app answers (HANDOFF_CONTEXT_KEY).')
+param contextKey string
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -173,6 +177,7 @@ var codeAppSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   HANDOFF_REDACTION_KEY: redactionKey
+  HANDOFF_CONTEXT_KEY: contextKey
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {

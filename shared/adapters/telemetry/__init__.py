@@ -45,6 +45,13 @@ def callback(event: CallbackEvent, run: Callable[[], CallbackResult]) -> Callbac
     return run() if runtime is None else runtime.callback(event, run)
 
 
+def callback_rejected(reason: str) -> None:
+    """Count a callback request refused before any event was read (no span: nothing was handled)."""
+    runtime = state.runtime
+    if runtime is not None:
+        runtime.metrics.callback_rejected(reason)
+
+
 class CallAutomationAttempts(HTTPPolicy):  # type: ignore[type-arg]
     """azure-core per-retry policy: a dependency span per Call Automation attempt, and the retry count."""
 
@@ -64,6 +71,7 @@ __all__ = [
     "CallAutomationAttempts",
     "call_automation_policies",
     "callback",
+    "callback_rejected",
     "configure",
     "enabled",
     "entra_client_id",

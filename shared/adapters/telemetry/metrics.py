@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.adapters.telemetry.names import (
+    METRIC_CALLBACK_REJECTIONS,
     METRIC_CALLBACKS,
     METRIC_CALLS,
     METRIC_DECODE_FAILURES,
@@ -56,6 +57,11 @@ class Instruments:
         self.callbacks = meter.create_counter(
             METRIC_CALLBACKS, unit="{event}", description="Call Automation callback events, by type and result"
         )
+        self.callback_rejections = meter.create_counter(
+            METRIC_CALLBACK_REJECTIONS,
+            unit="{request}",
+            description="Callback requests refused before any event was read, by reason (keys_unavailable: alert)",
+        )
 
     def call(self, decision: Decision, result: ActionResult, to_answer_s: float | None) -> None:
         """The metrics of one handled IncomingCall."""
@@ -101,3 +107,6 @@ class Instruments:
 
     def retry(self, operation: str, after: Any) -> None:
         self.retries.add(1, {"operation": operation, "after": str(after)})
+
+    def callback_rejected(self, reason: str) -> None:
+        self.callback_rejections.add(1, {"reason": reason})

@@ -18,6 +18,7 @@ METRIC_STALE_EVENTS = "handoff.stale_events"
 METRIC_DUPLICATE_EVENTS = "handoff.duplicate_events"
 METRIC_TIME_TO_ACTION = "handoff.time_to_action"
 METRIC_CALLBACKS = "handoff.callbacks"
+METRIC_CALLBACK_REJECTIONS = "handoff.callback_rejections"  # by reason: keys_unavailable, unauthorized, ...
 
 # Span attributes and log dimensions share these names: one query language for both tables.
 EVENT_ID = "handoff.event_id"

@@ -1,0 +1,102 @@
+"""Signing and sealing the operationContext this app sends, so its callbacks can be trusted.
+
+Facts (handbook acs.md, "After the call leaves the app"): every Call Automation app of one ACS
+resource receives callbacks signed with the same issuer and audience, so a valid callback JWT
+proves that ACS sent it, not that the call is one this app set up. ACS echoes the
+``operationContext`` of a request verbatim in that request's callbacks. So the context this app
+writes carries its own authenticator:
+
+- ``mac``: HMAC-SHA256 over the canonical JSON of everything else, with a key derived from the
+  setting ``HANDOFF_CONTEXT_KEY``. A callback whose operation context does not verify is not acted on.
+- ``sealed``: the sensitive context variables (account numbers, PINs), encrypted with AES-256-GCM
+  (``cryptography``, a dependency already) under a second derived key, so they do not travel in
+  clear to ACS and back in every callback.
+
+Several keys may be configured while rotating: the first signs and seals, any of them verifies.
+No I/O here: the keys come from the caller (shared/adapters/settings.py reads the setting).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Derivation labels: one setting, two independent keys.
+_MAC_LABEL = b"handoff operation-context mac v1"
+_SEAL_LABEL = b"handoff operation-context seal v1"
+_NONCE_BYTES = 12  # the GCM nonce size NIST SP 800-38D recommends
+_AAD = b"handoff operation-context"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def canonical(body: Mapping[str, Any]) -> bytes:
+    """The bytes the MAC covers: sorted keys, no spaces, UTF-8 (lone surrogates kept as they came)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
+
+
+class Sealer:
+    """Signs, verifies, seals and unseals with keys derived from ``HANDOFF_CONTEXT_KEY``."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys:
+            raise ValueError("a Sealer needs at least one key")
+        raw = [key.encode("utf-8") for key in keys]
+        self._mac_keys = [hmac.new(k, _MAC_LABEL, hashlib.sha256).digest() for k in raw]
+        self._seal_keys = [hmac.new(k, _SEAL_LABEL, hashlib.sha256).digest() for k in raw]
+
+    def sign(self, body: Mapping[str, Any]) -> str:
+        return _b64(hmac.new(self._mac_keys[0], canonical(body), hashlib.sha256).digest())
+
+    def verify(self, body: Mapping[str, Any], mac: Any) -> int | None:
+        """The index of the key that signed ``body`` with ``mac``, or None when none did."""
+        if not isinstance(mac, str):
+            return None
+        message = canonical(body)
+        for index, key in enumerate(self._mac_keys):
+            expected = _b64(hmac.new(key, message, hashlib.sha256).digest())
+            if hmac.compare_digest(expected, mac):
+                return index
+        return None
+
+    def seal(self, values: Mapping[str, str]) -> str:
+        """``values`` encrypted and authenticated (AES-256-GCM) with the first key."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # ~13 ms: see prewarm()
+
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        plain = json.dumps(dict(values), separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        return _b64(nonce + AESGCM(self._seal_keys[0]).encrypt(nonce, plain, _AAD))
+
+    def unseal(self, blob: Any, key_index: int) -> dict[str, str] | None:
+        """What :meth:`seal` sealed, with the key that verified the context; None when it does not open."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if not isinstance(blob, str):
+            return None
+        try:
+            raw = _unb64(blob)
+            plain = AESGCM(self._seal_keys[key_index]).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD)
+            values = json.loads(plain.decode("utf-8", "surrogatepass"))
+        except (InvalidTag, ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            return None
+        return values
+
+
+def prewarm() -> None:
+    """Import AES-GCM ahead of the first transfer call (the import is the costly part)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: F401
