@@ -136,7 +136,7 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             kind = self.headers.get("aeg-event-type", "")
             try:
                 items = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 self._reply(400, b'{"error": "body is not JSON"}')
                 return
             items = items if isinstance(items, list) else [items]

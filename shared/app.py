@@ -247,6 +247,8 @@ def _callback_items(body: bytes) -> tuple[str, list[dict[str, Any]]]:
         items = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return "the body is not JSON", []
+    except RecursionError:
+        return "the body's JSON is nested too deeply", []
     items = items if isinstance(items, list) else [items]
     if len(items) > MAX_CALLBACK_EVENTS:
         return f"{len(items)} events in one callback; at most {MAX_CALLBACK_EVENTS} are accepted", []

@@ -16,14 +16,41 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from shared.adapters import settings
 from shared.core import config, events, redaction, routing, uui
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+#: Characters a terminal may act on: C0 controls but TAB and newline, DEL, C1 controls (0x9B is
+#: a one-byte CSI on some terminals), the bidirectional overrides and isolates (Trojan Source), and
+#: lone surrogates (what undecodable bytes in an argument become; they cannot be printed).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal may act on shown as an escape (``\\x1b``, ``\\u202e``)."""
+    return _UNSAFE.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
+
+
+class _Visible:
+    """A text stream that never passes on a control character from the input (see :func:`visible`)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(visible(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
 
 
 def _print_json(obj: Any, out: TextIO) -> None:
@@ -143,6 +170,16 @@ def cmd_hash(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[st
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not positive")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="handoff", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help="decode a User-to-User header value")
     p.add_argument("value", help="the header value, e.g. '7369...;encoding=hex'")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--max-length", type=int, default=uui.ACS_UUI_MAX, help="size limit (default 256)")
+    p.add_argument("--max-length", type=_positive, default=uui.ACS_UUI_MAX, help="size limit (default 256)")
     p.add_argument("--default-encoding", choices=("plain", "hex"), default="plain")
 
     p = sub.add_parser("encode", help="build a User-to-User header value")
@@ -181,13 +218,30 @@ def main(
     err: TextIO | None = None,
     env: Mapping[str, str] | None = None,
 ) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
+    stdout = out or sys.stdout
+    safe_out = cast(TextIO, _Visible(stdout))
+    safe_err = cast(TextIO, _Visible(err or sys.stderr))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    try:
+        code = _run(args, safe_out, safe_err, os.environ if env is None else env)
+        stdout.flush()  # here, so a closed pipe is met inside the try
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing left to say. Point stdout at /dev/null so the
+        # interpreter's own flush at exit does not raise again.
+        if stdout is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]) -> int:
     if args.command == "decode":
         return cmd_decode(args, out)
     if args.command == "encode":
@@ -195,7 +249,7 @@ def main(
     if args.command == "route":
         return cmd_route(args, out, err)
     if args.command == "hash":
-        return cmd_hash(args, out, err, os.environ if env is None else env)
+        return cmd_hash(args, out, err, env)
     return cmd_check_config(args, out, err)
 
 

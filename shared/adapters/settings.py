@@ -181,6 +181,8 @@ def load_routing(path: str) -> Routing:
             text = fh.read()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the routing configuration: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: the routing configuration is not UTF-8 text"]) from None
     return parse(text, source=path)
 
 

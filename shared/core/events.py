@@ -146,12 +146,17 @@ def age_s(event_time: datetime | None, now: float) -> float | None:
 def load_json(payload: bytes | str | Any) -> Any:
     """Accept raw bytes/str JSON or an already-parsed object."""
     if isinstance(payload, bytes | bytearray):
-        payload = payload.decode("utf-8")
+        try:
+            payload = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EventError("body is not UTF-8 text") from None
     if isinstance(payload, str):
         try:
             return json.loads(payload)
         except json.JSONDecodeError as exc:
             raise EventError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise EventError("body is not an event: its JSON is nested too deeply") from None
     return payload
 
 
