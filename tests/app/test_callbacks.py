@@ -221,8 +221,16 @@ def test_sensitive_values_travel_sealed_to_acs_and_back_and_in_clear_only_to_the
     for body in (answer.body["operationContext"], transfer.body["operationContext"]):
         assert "500112233445" not in body and "4711" not in body
         assert "sealed" in json.loads(body)
-    callbacks = [d for d in stack.emu.callbacks_sent if transfer.call_connection_id in json.dumps(d.events)]
-    assert callbacks and all("500112233445" not in json.dumps(d.events) for d in callbacks)
+
+    def callbacks() -> list[str]:
+        return [
+            json.dumps(d.events)
+            for d in stack.emu.callbacks_sent
+            if transfer.call_connection_id in json.dumps(d.events)
+        ]
+
+    assert stack.wait(lambda: len(callbacks()) >= 2)  # CallConnected and CallTransferAccepted, echoed back
+    assert all("500112233445" not in events for events in callbacks())
     # The agent at the transfer target gets the whole context, as the IVR sent it.
     from shared.core import uui
 
