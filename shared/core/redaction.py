@@ -61,6 +61,10 @@ def uui_view(decision: Decision, *, reveal: bool = False) -> dict[str, Any] | No
     pairs = view.get("pairs")
     if isinstance(pairs, dict):
         view["pairs"] = {k: MASK if k in decision.sensitive else v for k, v in pairs.items()}
+    items = view.get("items")
+    if isinstance(items, list):
+        # Each Avaya shared UUI item names the context variable it filled.
+        view["items"] = [{**item, "value": MASK} if item["name"] in decision.sensitive else item for item in items]
     positional = view.get("positional")
     if isinstance(positional, list):
         names = decision.positional_names
