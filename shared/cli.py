@@ -1,7 +1,9 @@
 """The ``handoff`` command: test an IVR's headers and a routing configuration before go-live.
 
-    handoff decode VALUE [--json]                 how a User-to-User value decodes
-    handoff encode --format plain|hex|pd4 K=V...  build a User-to-User value (or positional values)
+    handoff decode VALUE [--json] [--profile avaya-shared [--item C8=UserData]]
+                                                  how a User-to-User value decodes
+    handoff encode --format plain|hex|pd4|avaya-shared K=V...
+                                                  build a User-to-User value (or positional values)
     handoff route --config FILE EVENT.json        the Decision for a saved IncomingCall
     handoff check-config FILE                     validate a routing configuration
     handoff hash VARIABLE [VALUE]                 the keyed hash telemetry shows for a sensitive value
@@ -57,8 +59,38 @@ def _print_json(obj: Any, out: TextIO) -> None:
     out.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
-    result = uui.report(args.value, max_length=args.max_length, default_encoding=args.default_encoding)
+def _item_names(args: argparse.Namespace, avaya_shared: bool, option: str, err: TextIO) -> dict[str, str] | None:
+    """The ``--item ID=NAME`` options as the workstream's ``uui.items``; None after a usage error."""
+    if not args.item:
+        return {}
+    if not avaya_shared:
+        err.write(f"handoff {args.command}: --item names the items of {option} {uui.AVAYA_SHARED}\n")
+        return None
+    pairs: dict[str, str] = {}
+    for given in args.item:
+        ident, equals, name = given.partition("=")
+        if not equals or not name:
+            err.write(f"handoff {args.command}: --item takes ID=NAME (e.g. C8=UserData), not {given!r}\n")
+            return None
+        pairs[ident] = name
+    try:
+        return uui.normalise_item_names(pairs)
+    except ValueError as exc:
+        err.write(f"handoff {args.command}: --item: {exc}\n")
+        return None
+
+
+def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    names = _item_names(args, args.profile == uui.AVAYA_SHARED, "--profile", err)
+    if names is None:
+        return EXIT_USAGE
+    result = uui.report(
+        args.value,
+        max_length=args.max_length,
+        default_encoding=args.default_encoding,
+        profile=args.profile,
+        item_names=names,
+    )
     if args.json:
         _print_json(result, out)
     elif result["ok"]:
@@ -67,10 +99,15 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"protocol discriminator: {result['pd']}\n")
         if result["params"]:
             out.write("parameters: " + ", ".join(f"{k}={v}" for k, v in result["params"].items()) + "\n")
-        out.write(f"text: {result['text']}\n")
-        if result["pairs"] is not None:
-            for key, value in result["pairs"].items():
-                out.write(f"  {key} = {value}\n")
+        if result["items"] is not None:
+            out.write(f"Avaya shared UUI: {len(result['items'])} item(s)\n")
+            for item in result["items"]:
+                out.write(f"  {item['id']} ({item['length']} bytes) {item['name']} = {item['value']}\n")
+        else:
+            out.write(f"text: {result['text']}\n")
+            if result["pairs"] is not None:
+                for key, value in result["pairs"].items():
+                    out.write(f"  {key} = {value}\n")
         if result["positional"] is not None:
             for i, value in enumerate(result["positional"], 1):
                 out.write(f"  [{i}] {value}\n")
@@ -83,17 +120,21 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_encode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    names = _item_names(args, args.format == uui.AVAYA_SHARED, "--format", err)
+    if names is None:
+        return EXIT_USAGE
     with_equals = [item for item in args.values if "=" in item]
     values: dict[str, str] | list[str]
     if with_equals and len(with_equals) != len(args.values):
         err.write("handoff encode: give either KEY=VALUE pairs or positional values, not both\n")
         return EXIT_USAGE
     if with_equals:
+        # Split at the first "=" only: ItemC8=ACCT=42 is the item ItemC8 with the value ACCT=42.
         values = dict(item.split("=", 1) for item in args.values)
     else:
         values = list(args.values)
     try:
-        encoded = uui.encode(values, args.format)
+        encoded = uui.encode(values, args.format, item_names=names)
     except uui.UUIEncodeError as exc:
         err.write(f"handoff encode: {exc}\n")
         return EXIT_INVALID
@@ -189,9 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--max-length", type=_positive, default=uui.ACS_UUI_MAX, help="size limit (default 256)")
     p.add_argument("--default-encoding", choices=("plain", "hex"), default="plain")
+    p.add_argument(
+        "--profile",
+        choices=uui.PROFILES,
+        default="standard",
+        help="the workstream's uui.profile: avaya-shared reads Avaya shared UUI items and the UCID",
+    )
+    item_help = "avaya-shared: the context variable item ID fills instead of Item<ID> (uui.items); repeatable"
+    p.add_argument("--item", action="append", default=[], metavar="ID=NAME", help=item_help)
 
     p = sub.add_parser("encode", help="build a User-to-User header value")
     p.add_argument("--format", choices=uui.ENCODE_FORMATS, default="plain")
+    p.add_argument("--item", action="append", default=[], metavar="ID=NAME", help=item_help)
     p.add_argument("values", nargs="+", metavar="KEY=VALUE|VALUE")
 
     p = sub.add_parser("route", help="show the Decision for a saved IncomingCall event")
@@ -243,7 +293,7 @@ def main(
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]) -> int:
     if args.command == "decode":
-        return cmd_decode(args, out)
+        return cmd_decode(args, out, err)
     if args.command == "encode":
         return cmd_encode(args, out, err)
     if args.command == "route":

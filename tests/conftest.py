@@ -27,6 +27,29 @@ ROUTING_WITH_TRANSFER_FALLBACK = (
 )
 
 
+#: A workstream behind an Avaya trunk in shared UUI mode: the UCID routes, the ASAI user data (item
+#: C8) is named UserData, and a queue forwards both on in the same format.
+AVAYA_NUMBER = "+14255550130"
+ROUTING_AVAYA = f"""
+queues:
+  avaya-agents: {{action: transfer, target: "+14255550140", uui_format: avaya-shared}}
+  agents: {{action: answer, callback_url: "https://agents.example.com/api/callbacks"}}
+  review: {{action: answer, callback_url: "https://review.example.com/api/callbacks"}}
+workstreams:
+  - name: avaya-ivr
+    numbers: ["{AVAYA_NUMBER}"]
+    uui: {{profile: avaya-shared, items: {{c8: UserData}}}}
+    context_variables:
+      - {{name: UCID, type: text}}
+      - {{name: UserData, type: text, sensitive: true}}
+      - {{name: Intent, type: text}}
+    rules:
+      - {{name: tracked-call, when: {{UCID: {{exists: true}}}}, queue: avaya-agents}}
+    fallback_queue: agents
+    invalid_context_queue: review
+"""
+
+
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 

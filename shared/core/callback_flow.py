@@ -203,7 +203,7 @@ def _transfer(
         target=queue.target,
         queue=queue_name,
         attempt=attempt,
-        headers=build(op.context, order, queue.target, queue.uui_format),
+        headers=build(op.context, order, queue.target, queue.uui_format, workstream.uui.items if workstream else None),
         operation_context=OperationContext(
             queue_name, op.workstream, op.correlation_id, op.context, queue.target, attempt, op.sealed
         ),

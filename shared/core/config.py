@@ -74,7 +74,7 @@ class TransferQueue(_Model):
 
     action: Literal["transfer"]
     target: str
-    uui_format: Literal["plain", "hex", "pd4"] = "plain"
+    uui_format: Literal["plain", "hex", "pd4", "avaya-shared"] = "plain"
 
     _target = field_validator("target")(_check_target)
 
@@ -95,9 +95,37 @@ class ContextVariable(_Model):
 
 
 class UUISettings(_Model):
+    #: standard: the three product forms. avaya-shared: Avaya shared UUI items (the UCID), and the
+    #: standard forms for a value that is not shared UUI (uui.decode_avaya_shared).
+    profile: Literal["standard", "avaya-shared"] = "standard"
     default_encoding: Literal["plain", "hex"] = "plain"
     positional: tuple[str, ...] = ()
     max_length: int = Field(default=uui.ACS_UUI_MAX, ge=1, le=4096)
+    #: avaya-shared: item id (two hex digits, any case) → the context variable it fills instead of Item<ID>.
+    items: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _item_ids_are_text(cls, items: Any) -> Any:
+        # YAML reads an unquoted 10 or 07 as a number (07 even as octal): ask for quotes, never guess.
+        if isinstance(items, dict):
+            for key in items:
+                if not isinstance(key, str):
+                    raise ValueError(
+                        f"YAML read item id {key!r} as a number: write item ids that look like numbers in quotes ('10')"
+                    )
+        return items
+
+    @field_validator("items")
+    @classmethod
+    def _item_names(cls, items: dict[str, str]) -> dict[str, str]:
+        return uui.normalise_item_names(items)
+
+    @model_validator(mode="after")
+    def _items_need_the_profile(self) -> UUISettings:
+        if self.items and self.profile != uui.AVAYA_SHARED:
+            raise ValueError("items name the items of Avaya shared UUI: set profile: avaya-shared")
+        return self
 
 
 Operator = Literal["eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "exists", "matches"]
@@ -221,10 +249,11 @@ class Routing:
         for ws in self.workstreams:
             numbers = sorted(n for n, w in self.by_number.items() if w is ws)
             sensitive = [v.name for v in ws.variables.values() if v.sensitive]
+            profile = "" if ws.uui.profile == "standard" else f"; UUI profile {ws.uui.profile}"
             lines.append(
                 f"  workstream {ws.name}: numbers {', '.join(numbers)}; {len(ws.variables)} context variables"
                 f" ({len(sensitive)} sensitive); {len(ws.rules)} rules; fallback {ws.fallback_queue};"
-                f" invalid context {ws.invalid_context_queue}"
+                f" invalid context {ws.invalid_context_queue}{profile}"
             )
         lines.append(f"  default queue for unknown numbers: {self.default_queue or '(none: such calls are rejected)'}")
         return "\n".join(lines)
@@ -319,6 +348,9 @@ def _check_references(cfg: RoutingConfig, source: str) -> tuple[list[str], list[
         for j, name in enumerate(ws.uui.positional):
             if name not in variables:
                 problems.append(f"{source}: {base}.uui.positional[{j}]: {name!r} is not a declared context variable")
+        for item, name in ws.uui.items.items():
+            if name not in variables:
+                problems.append(f"{source}: {base}.uui.items.{item}: {name!r} is not a declared context variable")
         queue_ref(f"{base}.fallback_queue", ws.fallback_queue)
         queue_ref(f"{base}.invalid_context_queue", ws.invalid_context_queue)
         rules: list[CompiledRule] = []

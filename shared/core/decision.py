@@ -26,7 +26,7 @@ from shared.core.acs import (
 )
 from shared.core.context import Issue
 from shared.core.sealing import Sealer
-from shared.core.uui import DecodedUUI, UUIError
+from shared.core.uui import AVAYA_SHARED, DecodedUUI, UUIError
 from shared.core.values import Value
 
 #: ``Decision.rule`` when no rule of the workstream decided.
@@ -93,8 +93,10 @@ class Decision:
 
     @property
     def uui_form(self) -> str:
-        """How the UUI arrived: none, plain, hex, hex;pd=N, or invalid (for logs and telemetry)."""
+        """How the UUI arrived: none, plain, hex, hex;pd=N, avaya-shared, or invalid (for logs and telemetry)."""
         if self.uui is not None:
+            if self.uui.items is not None:
+                return AVAYA_SHARED
             return (
                 f"hex;pd={self.uui.pd}" if self.uui.encoding == "hex" and self.uui.pd is not None else self.uui.encoding
             )

@@ -69,6 +69,15 @@ def uui_view(
         view["pairs"] = {
             k: MASK if k in decision.sensitive or k.casefold() in sensitive_anywhere else v for k, v in pairs.items()
         }
+    items = view.get("items")
+    if isinstance(items, list):
+        # Each Avaya shared UUI item names the context variable it filled.
+        view["items"] = [
+            {**item, "value": MASK}
+            if item["name"] in decision.sensitive or item["name"].casefold() in sensitive_anywhere
+            else item
+            for item in items
+        ]
     positional = view.get("positional")
     if isinstance(positional, list):
         names = decision.positional_names

@@ -99,6 +99,8 @@ def _decode(call: IncomingCall, ws: CompiledWorkstream | None) -> tuple[uui.Deco
             call.uui,
             max_length=settings.max_length if settings else uui.ACS_UUI_MAX,
             default_encoding=settings.default_encoding if settings else "plain",
+            profile=settings.profile if settings else "standard",
+            item_names=settings.items if settings else None,
         )
     except UUIError as exc:
         # Kept on the Decision without its traceback: the frames would form reference cycles

@@ -18,6 +18,11 @@ carries as many of them as fit, in the queue's ``uui_format``; if plain cannot c
 tried. The variables left over travel as ``X-MS-Custom-<name>`` headers (at most 5, raw values that
 fit the header character set). Anything still left is omitted — never cut — and each omission is
 reported so the caller logs it.
+
+``uui_format: avaya-shared`` (Avaya shared UUI, ``uui.encode``) carries only the variables that are
+items: ``UCID`` (20 digits), ``Item<ID>`` and the names of the workstream's ``uui.items``, each with
+a value an item can hold; the other variables take the custom-header path above. An item value
+travels as UTF-8 text: one that arrived as binary (shown as its hex digits) goes on as those digits.
 """
 
 from __future__ import annotations
@@ -50,39 +55,52 @@ def _ordered(context: Mapping[str, str], order: Sequence[str]) -> list[str]:
     return names + [n for n in context if n not in names]
 
 
-def _uui_for(values: dict[str, str], preferred: str) -> tuple[str, str] | None:
+def _uui_for(values: dict[str, str], preferred: str, item_names: Mapping[str, str] | None) -> tuple[str, str] | None:
     formats = [preferred] + (["hex"] if preferred == "plain" else [])
     for fmt in formats:
         try:
-            return uui.encode(values, fmt), fmt
+            return uui.encode(values, fmt, item_names=item_names), fmt
         except uui.UUIEncodeError:
             continue
     return None
 
 
-def build(context: Mapping[str, str], order: Sequence[str], target: str, uui_format: str) -> TransferHeaders:
-    """The headers that carry ``context`` (each variable's text as received) to ``target``."""
+def build(
+    context: Mapping[str, str],
+    order: Sequence[str],
+    target: str,
+    uui_format: str,
+    item_names: Mapping[str, str] | None = None,
+) -> TransferHeaders:
+    """The headers that carry ``context`` (each variable's text as received) to ``target``.
+
+    ``item_names`` is the workstream's ``uui.items``, for ``uui_format: avaya-shared``."""
     names = _ordered(context, order)
     if not names:
         return TransferHeaders(None, None, None, (), ())
     if not is_pstn(target):
         return _voip(context, names)
 
+    candidates = names
+    if uui_format == uui.AVAYA_SHARED:
+        # Shared UUI holds items only: the variables that are not one, or whose value no item can
+        # hold, go straight to the custom headers instead of blocking the items behind them.
+        candidates = [n for n in names if _uui_for({n: context[n]}, uui_format, item_names) is not None]
     notes: list[str] = []
     sip: dict[str, str] = {}
     used_format: str | None = None
-    in_uui = 0
+    in_uui: list[str] = []
     # Longest prefix of the ordered variables that encodes within 256 characters.
-    for count in range(len(names), 0, -1):
-        built = _uui_for({n: context[n] for n in names[:count]}, uui_format)
+    for count in range(len(candidates), 0, -1):
+        built = _uui_for({n: context[n] for n in candidates[:count]}, uui_format, item_names)
         if built is not None:
             sip[acs.UUI_HEADER], used_format = built
-            in_uui = count
+            in_uui = candidates[:count]
             break
     if used_format is not None and used_format != uui_format:
         notes.append(f"User-To-User sent as {used_format}: the {uui_format} form could not carry the context")
     omitted: list[str] = []
-    for name in names[in_uui:]:
+    for name in (n for n in names if n not in in_uui):
         key = acs.CUSTOM_SIP_PREFIX + name
         value = context[name]
         if len(sip) - (1 if acs.UUI_HEADER in sip else 0) >= acs.MAX_CUSTOM_SIP_HEADERS:

@@ -45,8 +45,24 @@ Percent-encoding is our convention for carrying spaces, ``;``, ``=`` and non-ASC
 character set (TelcoBridges and Dialogic gateways use the same ``%HH`` escapes); the product
 documentation does not define it, so :func:`encode` uses it only in the plain form.
 
+Avaya shared UUI, a second profile (:func:`decode_avaya_shared`, ``encode(..., "avaya-shared")``;
+handbook uui.md "Avaya shared UUI"; [C] confirmed in a source, [D] derived, [U] unconfirmed):
+
+- A Communication Manager trunk's "UUI IE treatment" is *service-provider* (the application's UUI
+  passes unchanged: the three forms above) or *shared* (several items packed into one user-user
+  element) [C, Avaya ASAI manual 555-230-220; Avaya "Information Forwarding"].
+- Shared layout: the discriminator octet ``00`` (Q.931 user-specific), then items
+  ``ID (1 byte) | LEN (1 byte) | VALUE (LEN bytes)`` [C for the item rule, D for the generalisation].
+  Item ``FA`` of length 8 is the UCID [C, AudioCodes "Avaya UCID": ``00FA080019001038F725B3;encoding=hex``].
+  ``C8`` as ASAI user data is widely cited but [U], so no item other than FA gets a name by default.
+- The UCID shows as 20 digits ``NNNNNSSSSSTTTTTTTTTT``: node id (1-32767, the switch), sequence
+  (1-65535), Unix seconds [C, trgtech worked example: node 21, sequence 5, time 946085673 →
+  ``00021000050946085673``; Avaya: "8-byte binary or 20-character ASCII"], packed as big-endian
+  uint16, uint16, uint32 [D: fits the ranges exactly and reads the AudioCodes bytes as node 25,
+  sequence 16, 2000-04-14T14:05:39Z].
+
 Error messages and warnings never contain payload values (they may be account numbers or PINs):
-only lengths, positions, parameter names and, in warnings, key names.
+only lengths, positions, parameter names, item ids and, in warnings, key names.
 """
 
 from __future__ import annotations
@@ -62,17 +78,24 @@ from shared.core import acs
 __all__ = [
     "ACS_UUI_CHARSET",
     "ACS_UUI_MAX",
+    "AVAYA_SHARED",
     "CONTEXT_KEY_MAX",
     "CONTEXT_VALUE_MAX",
     "ENCODE_FORMATS",
     "ERROR_KINDS",
     "HEADER_PARAMS",
+    "PROFILES",
+    "UCID_ITEM",
+    "UCID_VARIABLE",
     "DecodedUUI",
     "UUIEncodeError",
     "UUIError",
+    "UUIItem",
     "decode",
+    "decode_avaya_shared",
     "encode",
     "fits_acs",
+    "normalise_item_names",
     "report",
 ]
 
@@ -105,10 +128,31 @@ ERROR_KINDS: frozenset[str] = frozenset(
         "empty_key",
         "key_too_long",
         "value_too_long",
+        # Avaya shared UUI only.
+        "truncated_item",
+        "bad_ucid",
     }
 )
 
-ENCODE_FORMATS = ("plain", "hex", "pd4")
+#: How a workstream reads its User-to-User values: ``standard`` (the three product forms) or
+#: ``avaya-shared`` (Avaya shared UUI items, falling back to the standard forms; see decode_avaya_shared).
+AVAYA_SHARED = "avaya-shared"
+PROFILES = ("standard", AVAYA_SHARED)
+
+ENCODE_FORMATS = ("plain", "hex", "pd4", AVAYA_SHARED)
+
+#: Avaya shared UUI: item FA is the UCID [C, AudioCodes "Avaya UCID"]; it always fills this variable.
+UCID_ITEM = "FA"
+UCID_VARIABLE = "UCID"
+# The UCID's 8 bytes: big-endian uint16 node, uint16 sequence, uint32 seconds [D]; Avaya numbers
+# nodes 1-32767 [C, trgtech], so a top bit set means the bytes are not a UCID in this order (some
+# Genesys integrations reverse it [C, Medallia docs]).
+_UCID_BYTES = 8
+_UCID_NODE_MAX = 32767
+# The one-octet LEN of a shared UUI item.
+_ITEM_VALUE_MAX = 255
+_ITEM_ID = re.compile(r"[0-9A-Fa-f]{2}")
+_ITEM_VARIABLE = re.compile(r"Item([0-9A-Fa-f]{2})")
 
 # RFC 7433 registers only "hex"; the text names are what IVRs send for "not encoded".
 _HEX_ENCODINGS = frozenset({"hex"})
@@ -171,14 +215,26 @@ class UUIEncodeError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class UUIItem:
+    """One item of an Avaya shared UUI payload, in the order it arrived."""
+
+    id: str  # two upper-case hex digits, e.g. "FA", "C8"
+    name: str  # the context variable it fills: UCID, the workstream's name for it, or Item<ID>
+    length: int  # LEN: the bytes of the value as sent
+    value: str  # the UCID's 20 digits, the UTF-8 text, or the bytes' hex digits when they are not text
+
+
+@dataclass(frozen=True, slots=True)
 class DecodedUUI:
     encoding: str  # "plain" | "hex"
     params: dict[str, str]  # header parameters, lower-case names, values as received
     pd: int | None  # Q.931 protocol discriminator, from pd= or a stripped leading octet
-    text: str  # the payload text
+    text: str  # the payload text; for Avaya shared UUI the items' bytes as hex digits
     pairs: dict[str, str] | None  # key=value items, key case kept
     positional: tuple[str, ...] | None  # items without keys, in order
     warnings: tuple[str, ...]
+    #: Avaya shared UUI only: every item as sent (pairs keeps the last of a repeated one).
+    items: tuple[UUIItem, ...] | None = None
 
 
 class _Progress:
@@ -205,22 +261,91 @@ class _Progress:
         )
 
 
-def decode(value: str, *, max_length: int = ACS_UUI_MAX, default_encoding: str = "plain") -> DecodedUUI:
+def decode(
+    value: str,
+    *,
+    max_length: int = ACS_UUI_MAX,
+    default_encoding: str = "plain",
+    profile: str = "standard",
+    item_names: Mapping[str, str] | None = None,
+) -> DecodedUUI:
     """Decode one ``User-to-User`` header value (the part after the colon).
 
     ``default_encoding="hex"`` is the workstream option ``uui.default_encoding: hex``: data with no
-    ``encoding`` or ``pd`` parameter is then read as hex. Raises :class:`UUIError` for any
-    malformed value (``TypeError``/``ValueError`` only for a non-str value or a bad option).
+    ``encoding`` or ``pd`` parameter is then read as hex. ``profile="avaya-shared"`` (with the
+    workstream's ``uui.items`` as ``item_names``) is :func:`decode_avaya_shared`. Raises
+    :class:`UUIError` for any malformed value (``TypeError``/``ValueError`` only for a non-str value
+    or a bad option).
     """
+    if profile == AVAYA_SHARED:
+        return decode_avaya_shared(
+            value, max_length=max_length, default_encoding=default_encoding, item_names=item_names
+        )
+    if profile != "standard":
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+    progress = _start(value, default_encoding)
+    mode, data, extra = _read_header(value, max_length, default_encoding, progress)
+    return _standard(_payload_text(mode, data, extra, progress), mode, progress)
+
+
+def decode_avaya_shared(
+    value: str,
+    *,
+    max_length: int = ACS_UUI_MAX,
+    default_encoding: str = "plain",
+    item_names: Mapping[str, str] | None = None,
+) -> DecodedUUI:
+    """Decode a ``User-to-User`` value under the workstream profile ``avaya-shared``.
+
+    The header is read exactly as :func:`decode` reads it (rules 1-7: size, parameters, hex or
+    plain, the discriminator octet). The value is Avaya shared UUI when its hex data is marked
+    user-specific: a leading ``00`` octet (as Communication Manager sends it, AudioCodes
+    ``00FA08...;encoding=hex`` [C]) or a ``pd=0`` parameter, which states the discriminator so the
+    data may start at the first item (as ``pd=4`` data carries no 04 octet). Anything else is what
+    a trunk in *service-provider* mode sends, the application's UUI unchanged [C, ASAI manual]: it
+    is decoded in the standard forms, with a warning, so a trunk set the other way still delivers
+    its context (and a value that is neither goes to the invalid-context queue as any decode error).
+
+    Items (``ID, LEN, VALUE``, :class:`UUIItem`) fill ``pairs``: ``FA`` is the UCID as 20 digits
+    under ``UCID``; every other item is ``Item<ID>`` (``ItemC8``) unless ``item_names`` (the
+    workstream's ``uui.items``, normalised by :func:`normalise_item_names`) names it. A value is its UTF-8
+    text, or its bytes' hex digits when it is not text (rule 8) — ``length`` tells the two apart.
+    A repeated item: the last wins in ``pairs``, with a warning; ``items`` keeps both.
+
+    Errors: ``truncated_item`` (an item runs past the end), ``bad_ucid`` (FA not 8 bytes, or a
+    node id above 32767), ``empty_payload`` (nothing after the discriminator), and every error
+    of the standard forms.
+    """
+    progress = _start(value, default_encoding)
+    mode, data, extra = _read_header(value, max_length, default_encoding, progress)
+    if mode == "hex":
+        octets, stripped = _hex_octets(data, extra, progress, expected=0)
+        if progress.pd == 0:
+            return _shared_items(octets, stripped, item_names or {}, progress)
+        progress.warnings.append(_NOT_SHARED)
+        text = _octets_text(octets, stripped, progress)
+    else:
+        progress.warnings.append(_NOT_SHARED)
+        text = _plain_text(data, extra, progress)
+    return _standard(text, mode, progress)
+
+
+_NOT_SHARED = (
+    "profile avaya-shared: the value is not shared UUI (no 00 discriminator octet or pd=0); "
+    "decoded as the application's UUI, as a trunk in service-provider mode sends it"
+)
+
+
+def _start(value: str, default_encoding: str) -> _Progress:
     if not isinstance(value, str):
         raise TypeError(f"a UUI value must be str, not {type(value).__name__}")
     if default_encoding not in ("plain", "hex"):
         raise ValueError(f"default_encoding must be 'plain' or 'hex', not {default_encoding!r}")
-    progress = _Progress()
-    return _decode(value, max_length, default_encoding, progress)
+    return _Progress()
 
 
-def _decode(value: str, max_length: int, default_encoding: str, progress: _Progress) -> DecodedUUI:
+def _read_header(value: str, max_length: int, default_encoding: str, progress: _Progress) -> tuple[str, str, list[str]]:
+    """Rules 1-5: the mode (hex or plain), the data segment and the segments that are not parameters."""
     # Rule 1.
     value = value.strip(_LWS)
     if not value:
@@ -299,27 +424,29 @@ def _decode(value: str, max_length: int, default_encoding: str, progress: _Progr
         progress.pd = _parse_pd(params["pd"])
         if progress.pd is None:
             raise progress.fail("invalid_pd", "the pd parameter must be a decimal number from 0 to 255")
+    return mode, data, payload_segments
 
+
+def _payload_text(mode: str, data: str, extra: list[str], progress: _Progress) -> str:
     if mode == "hex":
-        if payload_segments:
-            progress.warnings.append(
-                f"ignored {len(payload_segments)} segment(s) after the hex data that are not UUI "
-                "parameters (RFC 7433 generic parameters)"
-            )
-        text = _hex_text(data, progress)
-    else:
-        # Rule 9.
-        if payload_segments:
-            text = ";".join([data, *(segment.strip(_SWS) for segment in payload_segments)])
-        else:
-            text = data
-        _check_controls(text, "the payload", progress)
-    progress.text = text
+        return _octets_text(*_hex_octets(data, extra, progress), progress)
+    return _plain_text(data, extra, progress)
 
+
+def _plain_text(data: str, extra: list[str], progress: _Progress) -> str:
+    # Rule 9.
+    text = ";".join([data, *(segment.strip(_SWS) for segment in extra)]) if extra else data
+    _check_controls(text, "the payload", progress)
+    return text
+
+
+def _standard(text: str, mode: str, progress: _Progress) -> DecodedUUI:
+    """Rules 10-11: the payload text → pairs or positional values."""
+    progress.text = text
     pairs, positional = _split_payload(text, plain=mode == "plain", progress=progress)
     return DecodedUUI(
         encoding=mode,
-        params=params,
+        params=progress.params,
         pd=progress.pd,
         text=text,
         pairs=pairs,
@@ -386,7 +513,16 @@ def _looks_like_hex_octets(data: str) -> bool:
     return bool(digits) and len(digits) % 2 == 0 and _NON_HEX.search(digits) is None
 
 
-def _hex_text(data: str, progress: _Progress) -> str:
+def _hex_octets(data: str, extra: list[str], progress: _Progress, expected: int | None = None) -> tuple[bytes, bool]:
+    """Rules 6-7: the hex data's octets after the discriminator, and whether one was stripped.
+
+    ``expected`` is a discriminator the profile reads the data by (00 for Avaya shared UUI): finding
+    it is the normal case, not worth a warning on every call."""
+    if extra:
+        progress.warnings.append(
+            f"ignored {len(extra)} segment(s) after the hex data that are not UUI "
+            "parameters (RFC 7433 generic parameters)"
+        )
     # Rule 6. Some IVR scripts emit a 0x prefix, which bytes.fromhex() would reject.
     digits = _strip_0x(data)
     prefix = len(data) - len(digits)
@@ -410,7 +546,9 @@ def _hex_text(data: str, progress: _Progress) -> str:
     stripped = first <= 0x08
     if stripped:
         octets = octets[1:]
-        if progress.pd is None:
+        if first == expected and progress.pd in (None, first):
+            progress.pd = first
+        elif progress.pd is None:
             progress.pd = first
             progress.warnings.append(f"stripped the leading octet 0x{first:02X} as the Q.931 protocol discriminator")
         elif progress.pd == first:
@@ -421,18 +559,90 @@ def _hex_text(data: str, progress: _Progress) -> str:
             )
         if not octets:
             raise progress.fail("empty_payload", "the hex data holds only a protocol discriminator octet")
+    return octets, stripped
 
-    # Rule 8: strict UTF-8; binary vendor payloads (the Avaya 00 FA 08 ... UCID) are errors.
+
+def _octets_text(octets: bytes, stripped: bool, progress: _Progress) -> str:
+    # Rule 8: strict UTF-8; binary vendor payloads (the Avaya 00 FA 08 ... UCID) are errors here
+    # (the avaya-shared profile reads them as items instead).
     try:
         text = octets.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise progress.fail(
             "invalid_utf8",
             f"byte {exc.start + 1 + stripped} of the decoded hex data is not UTF-8 text "
-            "(binary vendor data such as an Avaya UCID cannot fill a context variable)",
+            "(binary vendor data such as an Avaya UCID cannot fill a context variable; "
+            "see the workstream profile avaya-shared)",
         ) from None
     _check_controls(text, "the decoded payload", progress)
     return text
+
+
+def _shared_items(octets: bytes, stripped: bool, item_names: Mapping[str, str], progress: _Progress) -> DecodedUUI:
+    """Avaya shared UUI: ``ID | LEN | VALUE`` items after the 00 discriminator [C]."""
+    items: list[UUIItem] = []
+    pairs: dict[str, str] = {}
+    duplicates: set[str] = set()
+    position = 0
+    while position < len(octets):
+        number = len(items) + 1
+        # Positions count from 1 over the hex data as sent, discriminator included (as in rule 8).
+        where = f"item {number} at byte {position + 1 + stripped} of the hex data"
+        if position + 2 > len(octets):
+            raise progress.fail("truncated_item", f"{where} has an id but no length byte")
+        ident, length = f"{octets[position]:02X}", octets[position + 1]
+        raw = octets[position + 2 : position + 2 + length]
+        if len(raw) < length:
+            raise progress.fail(
+                "truncated_item",
+                f"{where} (id {ident}) declares {length} bytes but only {len(raw)} remain",
+            )
+        position += 2 + length
+        if ident == UCID_ITEM:
+            name, value = UCID_VARIABLE, _ucid_text(raw, where, progress)
+        else:
+            name, value = item_names.get(ident, f"Item{ident}"), _item_value(raw)
+        items.append(UUIItem(ident, name, length, value))
+        if name in pairs and name not in duplicates:
+            duplicates.add(name)
+            progress.warnings.append(f"item {ident} ({name}) appears more than once; the last value wins")
+        pairs[name] = value
+    return DecodedUUI(
+        encoding="hex",
+        params=progress.params,
+        pd=progress.pd,
+        text=octets.hex().upper(),
+        pairs=pairs,
+        positional=None,
+        warnings=tuple(progress.warnings),
+        items=tuple(items),
+    )
+
+
+def _ucid_text(raw: bytes, where: str, progress: _Progress) -> str:
+    # Avaya: "8-byte binary or 20-character ASCII" [C]; 20 digits NNNNNSSSSSTTTTTTTTTT [C, trgtech].
+    if len(raw) != _UCID_BYTES:
+        raise progress.fail("bad_ucid", f"{where} (id FA, the UCID) is {len(raw)} bytes long; a UCID is {_UCID_BYTES}")
+    node = int.from_bytes(raw[0:2], "big")
+    sequence = int.from_bytes(raw[2:4], "big")
+    seconds = int.from_bytes(raw[4:8], "big")
+    if node > _UCID_NODE_MAX:
+        raise progress.fail(
+            "bad_ucid",
+            f"{where} (id FA, the UCID) has a node id above {_UCID_NODE_MAX}: not a big-endian UCID "
+            "(is the byte order reversed?)",
+        )
+    return f"{node:05d}{sequence:05d}{seconds:010d}"
+
+
+def _item_value(raw: bytes) -> str:
+    # Text as rule 8 defines it (strict UTF-8, no control character but TAB); anything else is
+    # shown as its hex digits, never as mojibake.
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.hex().upper()
+    return raw.hex().upper() if _CONTROL.search(text) else text
 
 
 def _check_controls(text: str, where: str, progress: _Progress) -> None:
@@ -540,10 +750,45 @@ def _decode_percent_run(match: re.Match[str]) -> str:
     return "".join(out)
 
 
-def report(value: str, *, max_length: int = ACS_UUI_MAX, default_encoding: str = "plain") -> dict[str, Any]:
+def normalise_item_names(names: Mapping[str, str]) -> dict[str, str]:
+    """A workstream's ``uui.items`` (item id → context variable), ids as two upper-case hex digits.
+
+    Raises ``ValueError`` naming the problem: an id that is not two hex digits, an id given twice,
+    ``FA`` (the UCID always fills ``UCID``: the one id agents, reports and every switch share), a
+    name given to two items, or a name another item fills by default (``UCID``, ``Item<ID>``).
+    """
+    normalised: dict[str, str] = {}
+    for raw_id, name in names.items():
+        if not isinstance(raw_id, str) or not _ITEM_ID.fullmatch(raw_id):
+            raise ValueError(f"item id {raw_id!r} is not two hex digits (e.g. C8)")
+        ident = raw_id.upper()
+        if ident in normalised:
+            raise ValueError(f"item {ident} is named twice")
+        if ident == UCID_ITEM:
+            raise ValueError(f"item {UCID_ITEM} is the UCID: it always fills the context variable {UCID_VARIABLE}")
+        default = _ITEM_VARIABLE.fullmatch(name)
+        if name == UCID_VARIABLE or (default is not None and default.group(1).upper() != ident):
+            raise ValueError(f"item {ident} cannot be named {name!r}: another item fills that variable")
+        other = next((other for other, taken in normalised.items() if taken == name), None)
+        if other is not None:
+            raise ValueError(f"items {other} and {ident} are both named {name!r}")
+        normalised[ident] = name
+    return normalised
+
+
+def report(
+    value: str,
+    *,
+    max_length: int = ACS_UUI_MAX,
+    default_encoding: str = "plain",
+    profile: str = "standard",
+    item_names: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The JSON of ``handoff decode --json``: never raises for a str value."""
     try:
-        decoded = decode(value, max_length=max_length, default_encoding=default_encoding)
+        decoded = decode(
+            value, max_length=max_length, default_encoding=default_encoding, profile=profile, item_names=item_names
+        )
     except UUIError as exc:
         return report_error(exc)
     return report_decoded(decoded)
@@ -559,6 +804,7 @@ def report_error(exc: UUIError) -> dict[str, Any]:
         "text": exc.text,
         "pairs": None,
         "positional": None,
+        "items": None,
         "warnings": list(exc.warnings),
         "error": {"kind": exc.kind, "message": exc.message},
     }
@@ -574,6 +820,9 @@ def report_decoded(decoded: DecodedUUI) -> dict[str, Any]:
         "text": decoded.text,
         "pairs": None if decoded.pairs is None else dict(decoded.pairs),
         "positional": None if decoded.positional is None else list(decoded.positional),
+        "items": None
+        if decoded.items is None
+        else [{"id": i.id, "name": i.name, "length": i.length, "value": i.value} for i in decoded.items],
         "warnings": list(decoded.warnings),
         "error": None,
     }
@@ -584,14 +833,21 @@ def fits_acs(value: str) -> bool:
     return len(value) <= ACS_UUI_MAX and _ACS_VALUE.fullmatch(value) is not None
 
 
-def encode(values: Mapping[str, str] | Sequence[str], format: str = "plain", *, max_length: int = ACS_UUI_MAX) -> str:
+def encode(
+    values: Mapping[str, str] | Sequence[str],
+    format: str = "plain",
+    *,
+    max_length: int = ACS_UUI_MAX,
+    item_names: Mapping[str, str] | None = None,
+) -> str:
     """Build a ``User-To-User`` value for the onward transfer; ``decode()`` gives ``values`` back.
 
     A mapping sends context variables as ``key=value`` items; a sequence sends positional values.
     ``format`` is ``plain`` (``k=v;k2=v2``, every character outside the ACS set, and ``;``, ``=``,
     ``%`` inside keys and values, percent-encoded as UTF-8 ``%HH``), ``hex`` (uppercase hex of the
-    UTF-8 text plus ``;encoding=hex``) or ``pd4`` (lowercase hex plus ``;pd=4``, no leading 0x04
-    octet, as in the product documentation).
+    UTF-8 text plus ``;encoding=hex``), ``pd4`` (lowercase hex plus ``;pd=4``, no leading 0x04
+    octet, as in the product documentation) or ``avaya-shared`` (see :func:`_encode_avaya_shared`;
+    ``item_names`` is the workstream's ``uui.items``; :func:`decode_avaya_shared` gives it back).
 
     Raises :class:`UUIEncodeError` rather than cut or alter anything: a result over
     ``max_length``, an empty key, a key over 100 or a value over 4,000 characters, control
@@ -604,6 +860,8 @@ def encode(values: Mapping[str, str] | Sequence[str], format: str = "plain", *, 
         raise UUIEncodeError(f"unknown UUI format {format!r}; expected one of {', '.join(ENCODE_FORMATS)}")
     if isinstance(values, (str, bytes)):
         raise TypeError("encode() takes a mapping of context variables or a sequence of values, not a string")
+    if format == AVAYA_SHARED:
+        return _encode_avaya_shared(values, item_names or {}, max_length)
     plain = format == "plain"
 
     items: list[str] = []
@@ -697,7 +955,7 @@ def _check_encode_text(text: str, where: str, format: str) -> None:
         raise UUIEncodeError(
             f"{where} is not valid Unicode text (unpaired surrogate at character {exc.start + 1})"
         ) from None
-    if format == "plain":
+    if format in ("plain", AVAYA_SHARED):
         return
     # Decoding trims keys and values; plain percent-encodes the whitespace instead.
     if text != text.strip(_SWS):
@@ -709,3 +967,85 @@ def _check_encode_text(text: str, where: str, format: str) -> None:
 
 def _percent_encode(text: str) -> str:
     return quote(text, safe=_PLAIN_SAFE)
+
+
+def _encode_avaya_shared(
+    values: Mapping[str, str] | Sequence[str], item_names: Mapping[str, str], max_length: int
+) -> str:
+    """Avaya shared UUI: ``00`` then one ``ID | LEN | VALUE`` item per context variable, upper-case hex
+    plus ``;encoding=hex`` (the form Communication Manager sends, AudioCodes "Avaya UCID" [C]).
+
+    ``UCID`` (20 digits) is item FA as its 8 bytes; ``Item<ID>`` (``ItemC8``) or a name of
+    ``item_names`` is that item, its value as UTF-8 text. Refused: positional values, any other
+    name, two variables for one item, a UCID that is not 20 digits within node 0-32767, sequence
+    0-65535 and seconds below 2**32, a value over 255 bytes (LEN is one octet), control characters
+    (decoding would show them as hex digits), and a result over ``max_length``.
+    """
+    if not isinstance(values, Mapping):
+        raise UUIEncodeError(
+            f"{AVAYA_SHARED} carries named items (UCID, Item<ID>), not positional values; give KEY=VALUE pairs"
+        )
+    if not values:
+        raise UUIEncodeError("there are no context variables to send")
+    ids_by_name = {name: ident for ident, name in item_names.items()}
+    octets = bytearray([0x00])  # Q.931 "user-specific": the shared UUI discriminator [C]
+    sent: dict[str, str] = {}
+    for index, (key, value) in enumerate(values.items(), start=1):
+        if not isinstance(key, str):
+            raise TypeError(f"context variable {index} has a name of type {type(key).__name__}, not str")
+        ident = _item_for(key, ids_by_name)
+        if ident in sent:
+            raise UUIEncodeError(f"context variables {sent[ident]!r} and {key!r} would both be item {ident}")
+        sent[ident] = key
+        where = f"the value of context variable {key!r}"
+        if not isinstance(value, str):
+            raise TypeError(f"{where} must be str, not {type(value).__name__}")
+        if ident == UCID_ITEM:
+            data = _ucid_bytes(value, where)
+        else:
+            _check_encode_text(value, where, AVAYA_SHARED)
+            data = value.encode("utf-8")
+            if len(data) > _ITEM_VALUE_MAX:
+                raise UUIEncodeError(
+                    f"{where} is {len(data)} bytes of UTF-8; a shared UUI item holds at most {_ITEM_VALUE_MAX}"
+                )
+        octets += bytes([int(ident, 16), len(data)]) + data
+    result = octets.hex().upper() + ";encoding=hex"
+    if len(result) > max_length:
+        raise UUIEncodeError(
+            f"the {AVAYA_SHARED} UUI would be {len(result)} characters long; the limit is {max_length} "
+            "(ACS direct routing): send fewer or shorter items"
+        )
+    return result
+
+
+def _item_for(name: str, ids_by_name: Mapping[str, str]) -> str:
+    if name == UCID_VARIABLE:
+        return UCID_ITEM
+    if name in ids_by_name:
+        return ids_by_name[name]
+    default = _ITEM_VARIABLE.fullmatch(name)
+    if default is None:
+        raise UUIEncodeError(
+            f"context variable {name!r} is not an item of {AVAYA_SHARED}: use UCID, Item<ID> "
+            "(two hex digits, e.g. ItemC8) or a name of the workstream's uui.items"
+        )
+    ident = default.group(1).upper()
+    if ident == UCID_ITEM:
+        raise UUIEncodeError(f"item {UCID_ITEM} is the UCID: send it as {UCID_VARIABLE} (20 digits)")
+    return ident
+
+
+def _ucid_bytes(text: str, where: str) -> bytes:
+    # The inverse of _ucid_text: NNNNN SSSSS TTTTTTTTTT → big-endian uint16, uint16, uint32 [D].
+    if len(text) != 20 or not (text.isascii() and text.isdigit()):
+        raise UUIEncodeError(f"{where} is not a UCID: 20 digits (5 node, 5 sequence, 10 seconds)")
+    node, sequence, seconds = int(text[:5]), int(text[5:10]), int(text[10:])
+    for part, number, limit in (
+        ("node id (digits 1-5)", node, _UCID_NODE_MAX),
+        ("sequence (digits 6-10)", sequence, 0xFFFF),
+        ("seconds (digits 11-20)", seconds, 0xFFFFFFFF),
+    ):
+        if number > limit:
+            raise UUIEncodeError(f"{where} is not a UCID: its {part} is above {limit}")
+    return node.to_bytes(2, "big") + sequence.to_bytes(2, "big") + seconds.to_bytes(4, "big")

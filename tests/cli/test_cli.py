@@ -12,10 +12,10 @@ import pytest
 
 from shared import cli
 from shared.core import uui
-from tests.conftest import DATA, EXAMPLES, ROOT, load_json
+from tests.conftest import AVAYA_NUMBER, DATA, EXAMPLES, ROOT, ROUTING_AVAYA, load_json
 
 VECTORS = load_json(DATA / "uui-public.json")
-REQUIRED_DECODE_KEYS = {"ok", "encoding", "params", "pd", "text", "pairs", "positional", "warnings", "error"}
+REQUIRED_DECODE_KEYS = {"ok", "encoding", "params", "pd", "text", "pairs", "positional", "items", "warnings", "error"}
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -192,3 +192,87 @@ def test_the_installed_console_script_runs() -> None:
         check=False,
     )
     assert result.returncode == 0 and json.loads(result.stdout)["pairs"] == {"sipkey1": "sipval1"}
+
+
+# --- Avaya shared UUI ----------------------------------------------------------------------------
+
+AVAYA_VECTORS = load_json(DATA / "uui-avaya-shared.json")
+
+
+@pytest.mark.parametrize("vector", AVAYA_VECTORS, ids=[v["id"] for v in AVAYA_VECTORS])
+def test_decode_profile_avaya_shared_json_matches_the_vector(vector: dict) -> None:
+    items = [f"--item={ident}={name}" for ident, name in vector.get("item_names", {}).items()]
+    code, out, _ = run("decode", vector["header_value"], "--profile", vector["profile"], *items, "--json")
+    result = json.loads(out)
+    expected = vector["expected"]
+    assert set(result) == REQUIRED_DECODE_KEYS
+    assert code == (0 if expected["ok"] else 1)
+    assert (result["pairs"], result["items"]) == (expected["pairs"], expected["items"])
+    assert (result["error"] or {}).get("kind") == expected["error_kind"]
+
+
+def test_decode_without_json_lists_each_item_with_its_id_length_and_variable() -> None:
+    value = "00FA080019001038F725B3C807414343543D3432;encoding=hex"
+    code, out, _ = run("decode", value, "--profile", "avaya-shared", "--item", "C8=UserData")
+    assert code == 0
+    assert "Avaya shared UUI: 2 item(s)" in out
+    assert "  FA (8 bytes) UCID = 00025000160955721139\n" in out
+    assert "  C8 (7 bytes) UserData = ACCT=42\n" in out
+
+
+def test_encode_avaya_shared_builds_the_issue_example_byte_for_byte() -> None:
+    # ItemC8=ACCT=42 splits at the first "=": the item C8 holds ACCT=42.
+    code, out, _ = run("encode", "--format", "avaya-shared", "UCID=00021000050946085673", "ItemC8=ACCT=42")
+    assert code == 0
+    # 00, FA 08 and the trgtech UCID (node 21, sequence 5, 946085673 in big-endian), C8 07 "ACCT=42".
+    assert out == "00" + "FA08" + "0015" + "0005" + "38641F29" + "C807" + "414343543D3432" + ";encoding=hex\n"
+
+
+def test_encode_avaya_shared_sends_a_named_item_under_its_id() -> None:
+    code, out, _ = run("encode", "--format", "avaya-shared", "--item", "c8=UserData", "UserData=ACCT=42")
+    assert (code, out) == (0, "00C807414343543D3432;encoding=hex\n")
+
+
+def test_encode_avaya_shared_refuses_a_variable_that_is_no_item_with_exit_1() -> None:
+    code, out, err = run("encode", "--format", "avaya-shared", "Intent=billing")
+    assert code == 1 and out == "" and "'Intent' is not an item of avaya-shared" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("decode", "00FA08;encoding=hex", "--item", "C8=UserData"), "--item names the items of --profile"),
+        (("decode", "x", "--profile", "avaya-shared", "--item", "C8"), "--item takes ID=NAME"),
+        (("decode", "x", "--profile", "avaya-shared", "--item", "FA=CallId"), "item FA is the UCID"),
+        (("encode", "--item", "C8=UserData", "UserData=1"), "--item names the items of --format"),
+    ],
+)
+def test_item_and_profile_mistakes_are_usage_errors(argv: tuple[str, ...], message: str) -> None:
+    code, _, err = run(*argv)
+    assert code == 2 and message in err
+
+
+def test_an_unknown_profile_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("decode", "x", "--profile", "genesys")[0] == 2
+    assert "invalid choice: 'genesys'" in capsys.readouterr().err  # argparse writes to sys.stderr
+
+
+def test_route_json_shows_the_items_and_masks_a_sensitive_named_item(tmp_path: Path) -> None:
+    config = tmp_path / "routing.yaml"
+    config.write_text(ROUTING_AVAYA)
+    event = load_json(DATA / "incoming-call.eventgrid-schema.json")
+    event["data"]["to"] = {"kind": "phoneNumber", "rawId": f"4:{AVAYA_NUMBER}", "phoneNumber": {"value": AVAYA_NUMBER}}
+    event["data"]["customContext"] = {
+        "sipHeaders": {"User-To-User": "00FA080019001038F725B3C807414343543D3432;encoding=hex"}
+    }
+    path = tmp_path / "call.json"
+    path.write_text(json.dumps(event))
+    code, out, _ = run("route", "--config", str(config), str(path), "--json")
+    view = json.loads(out)
+    assert (code, view["queue"], view["rule"]) == (0, "avaya-agents", "tracked-call")
+    assert view["context"] == {"UCID": "00025000160955721139", "UserData": "***"}
+    assert view["uui"]["items"] == [
+        {"id": "FA", "name": "UCID", "length": 8, "value": "00025000160955721139"},
+        {"id": "C8", "name": "UserData", "length": 7, "value": "***"},
+    ]
+    assert "ACCT=42" not in out and "414343543D3432" not in out

@@ -12,7 +12,7 @@ from shared.core import config, uui
 from shared.core.callback_flow import CallState, HangUp, Note, Transfer
 from shared.core.decision import OperationContext, TransferAttempt
 from shared.core.sealing import Sealer
-from tests.conftest import DATA, ROUTING_WITH_TRANSFER_FALLBACK, load_json
+from tests.conftest import DATA, ROUTING_AVAYA, ROUTING_WITH_TRANSFER_FALLBACK, load_json
 
 #: The example routing with a fallback queue that transfers too (overflow), so both attempts exist.
 CONTEXT = {"Intent": "billing", "Priority": "007", "AccountNumber": "500112233445"}
@@ -240,3 +240,14 @@ def test_operation_context_round_trips_and_keeps_the_text_as_received() -> None:
         "correlationId": "corr-1",
         "context": {"Intent": "x"},
     }
+
+
+def test_a_transfer_to_an_avaya_shared_queue_sends_the_workstreams_named_items_back_under_their_ids() -> None:
+    avaya = config.parse(ROUTING_AVAYA)
+    context = {"UCID": "00025000160955721139", "UserData": "ACCT=42"}
+    op = {"queue": "avaya-agents", "workstream": "avaya-ivr", "context": context}
+    t = step("CallConnected", CallState.ANSWERED, avaya, **op)
+    assert isinstance(t.step, Transfer)
+    # The AudioCodes UCID item, then C8 (the workstream's UserData), 7 bytes of ACCT=42.
+    expected = "00FA080019001038F725B3" + "C807414343543D3432" + ";encoding=hex"
+    assert t.step.headers.sip_headers == {"User-To-User": expected}

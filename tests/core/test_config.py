@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from shared.core import config
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, ROUTING_AVAYA
 
 BASE = """
 queues:
@@ -166,3 +166,58 @@ def test_the_summary_names_queues_workstreams_and_sensitive_counts(example_routi
         in summary
     )
     assert "(none: such calls are rejected)" in summary
+
+
+# --- uui.profile avaya-shared and uui.items -------------------------------------------------------
+
+
+def test_an_avaya_shared_workstream_loads_with_its_item_ids_in_upper_case() -> None:
+    loaded = config.parse(ROUTING_AVAYA)
+    [ws] = loaded.workstreams
+    assert (ws.uui.profile, ws.uui.items) == ("avaya-shared", {"C8": "UserData"})
+    assert "invalid context review; UUI profile avaya-shared" in loaded.summary()
+    assert config.parse(BASE).workstreams[0].uui.profile == "standard"
+    assert "UUI profile" not in config.parse(BASE).summary()
+
+
+def test_an_item_naming_an_undeclared_variable_is_a_cross_reference_error() -> None:
+    found = problems(ROUTING_AVAYA.replace("{c8: UserData}", "{c8: UserData, D0: Vdn}"))
+    assert found == ["test.yaml: workstreams[0].uui.items.D0: 'Vdn' is not a declared context variable"]
+
+
+@pytest.mark.parametrize(
+    ("items", "fragment"),
+    [
+        ("{FA: UserData}", "item FA is the UCID: it always fills the context variable UCID"),
+        ("{C8: UserData, c8: Intent}", "item C8 is named twice"),
+        ("{C8: UCID}", "item C8 cannot be named 'UCID'"),
+        ("{C: UserData}", "item id 'C' is not two hex digits"),
+        ("{10: UserData}", "YAML read item id 10 as a number"),
+    ],
+)
+def test_item_names_that_would_lose_or_merge_an_item_are_load_time_errors(items: str, fragment: str) -> None:
+    found = problems(ROUTING_AVAYA.replace("{c8: UserData}", items))
+    assert len(found) == 1 and found[0].startswith("test.yaml: workstreams[0].uui.items: ") and fragment in found[0]
+
+
+def test_a_quoted_numeric_item_id_is_accepted() -> None:
+    [ws] = config.parse(ROUTING_AVAYA.replace("{c8: UserData}", "{'10': UserData}")).workstreams
+    assert ws.uui.items == {"10": "UserData"}
+
+
+def test_items_without_the_avaya_shared_profile_are_an_error() -> None:
+    found = problems(ROUTING_AVAYA.replace("profile: avaya-shared, ", ""))
+    assert found == [
+        "test.yaml: workstreams[0].uui: Value error, items name the items of Avaya shared UUI:"
+        " set profile: avaya-shared"
+    ]
+
+
+def test_an_unknown_profile_or_transfer_format_is_named() -> None:
+    found = problems(
+        ROUTING_AVAYA.replace("profile: avaya-shared", "profile: avaya").replace(
+            "uui_format: avaya-shared", "uui_format: avaya"
+        )
+    )
+    assert any(p.startswith("test.yaml: workstreams[0].uui.profile: ") and "'avaya-shared'" in p for p in found)
+    assert any(p.startswith("test.yaml: queues.avaya-agents.uui_format: ") and "'avaya-shared'" in p for p in found)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from shared.core import config, events, routing
-from tests.conftest import DATA, EXAMPLES, load_json
+from tests.conftest import AVAYA_NUMBER, DATA, EXAMPLES, ROUTING_AVAYA, load_json
 
 EG = load_json(DATA / "incoming-call.eventgrid-schema.json")
 CE = load_json(DATA / "incoming-call.cloudevents-schema.json")
@@ -303,3 +303,49 @@ def test_values_outside_their_type_are_errors(bad: str) -> None:
     table = config.parse(OPERATOR_TABLE % "N: {eq: 1}")
     d = routing.route(call(sip={"User-To-User": bad}), table)
     assert d.rule == "invalid-context" and d.errors[0].code == "type_mismatch"
+
+
+# --- A workstream behind an Avaya trunk with shared UUI -------------------------------------------
+
+AUDIOCODES = "00FA080019001038F725B3;encoding=hex"  # the AudioCodes manual's header: UCID 00025000160955721139
+
+
+@pytest.fixture(scope="module")
+def avaya_routing() -> config.Routing:
+    return config.parse(ROUTING_AVAYA)
+
+
+def test_the_ucid_of_an_avaya_shared_header_becomes_a_context_variable_rules_test(
+    avaya_routing: config.Routing,
+) -> None:
+    d = routing.route(call(to=AVAYA_NUMBER, sip={"User-To-User": AUDIOCODES}), avaya_routing)
+    assert (d.action, d.queue, d.rule, d.uui_format) == ("transfer", "avaya-agents", "tracked-call", "avaya-shared")
+    assert d.context_text == {"UCID": "00025000160955721139"}
+    assert (d.uui_form, d.warnings, d.errors) == ("avaya-shared", (), ())
+
+
+def test_a_named_item_fills_its_variable_and_an_unnamed_one_is_an_undeclared_key(
+    avaya_routing: config.Routing,
+) -> None:
+    # The AudioCodes UCID, then C8 (named UserData) with ACCT=42, then D0 with one byte.
+    value = "00FA080019001038F725B3" + "C807414343543D3432" + "D00131" + ";encoding=hex"
+    d = routing.route(call(to=AVAYA_NUMBER, sip={"User-To-User": value}), avaya_routing)
+    assert d.context_text == {"UCID": "00025000160955721139", "UserData": "ACCT=42"}
+    assert [(w.code, w.variable) for w in d.warnings] == [("undeclared_key", "ItemD0")]
+
+
+def test_a_truncated_shared_uui_goes_to_the_invalid_context_queue_naming_its_kind(
+    avaya_routing: config.Routing,
+) -> None:
+    d = routing.route(call(to=AVAYA_NUMBER, sip={"User-To-User": "00FA080019001038F7;encoding=hex"}), avaya_routing)
+    assert (d.queue, d.rule, d.uui_form) == ("review", "invalid-context", "invalid")
+    assert [e.code for e in d.errors] == ["uui_truncated_item"]
+
+
+def test_a_trunk_in_service_provider_mode_still_delivers_its_context_with_a_warning(
+    avaya_routing: config.Routing,
+) -> None:
+    d = routing.route(call(to=AVAYA_NUMBER, sip={"User-To-User": "Intent=billing"}), avaya_routing)
+    assert (d.queue, d.rule, d.uui_form, d.errors) == ("agents", "fallback", "plain", ())
+    assert d.context_text == {"Intent": "billing"}
+    assert any(w.code == "uui_warning" and "service-provider mode" in w.message for w in d.warnings)

@@ -98,3 +98,45 @@ def test_acs_and_teams_targets_get_voip_headers() -> None:
 
 def test_an_empty_context_sends_no_headers() -> None:
     assert transfer.build({}, ORDER, "+14255550123", "hex") == transfer.TransferHeaders(None, None, None, (), ())
+
+
+# --- uui_format: avaya-shared ---------------------------------------------------------------------
+
+UCID = "00021000050946085673"  # the trgtech worked example: node 21, sequence 5, time 946085673
+UCID_ITEM = "FA08" + "0015" + "0005" + "38641F29"  # its 8 bytes, big-endian, behind FA and LEN 8
+ACCT_ITEM = "C807" + "414343543D3432"  # C8, 7 bytes, the ASCII of ACCT=42
+
+
+def test_an_avaya_shared_queue_sends_the_items_as_shared_uui_and_the_rest_as_custom_headers() -> None:
+    context = {"Intent": "billing", "UCID": UCID, "UserData": "ACCT=42"}
+    built = transfer.build(context, ("Intent", "UCID", "UserData"), "+14255550140", "avaya-shared", {"C8": "UserData"})
+    # Intent is no shared UUI item: it does not stop the items declared after it.
+    assert built.sip_headers == {
+        "User-To-User": "00" + UCID_ITEM + ACCT_ITEM + ";encoding=hex",
+        "X-MS-Custom-Intent": "billing",
+    }
+    assert (built.uui_format, built.omitted, built.notes) == ("avaya-shared", (), ())
+    decoded = uui.decode(built.sip_headers["User-To-User"], profile="avaya-shared", item_names={"C8": "UserData"})
+    assert decoded.pairs == {"UCID": UCID, "UserData": "ACCT=42"}
+
+
+def test_a_ucid_that_is_not_20_digits_travels_as_a_custom_header_not_as_an_item() -> None:
+    context = {"UCID": "not-a-ucid", "ItemC8": "ACCT=42"}
+    built = transfer.build(context, ("UCID", "ItemC8"), "+14255550140", "avaya-shared")
+    assert built.sip_headers == {"User-To-User": "00" + ACCT_ITEM + ";encoding=hex", "X-MS-Custom-UCID": "not-a-ucid"}
+
+
+def test_a_context_without_items_sends_no_user_to_user_under_avaya_shared() -> None:
+    built = transfer.build({"Intent": "billing"}, ("Intent",), "+14255550140", "avaya-shared")
+    assert built.sip_headers == {"X-MS-Custom-Intent": "billing"}
+    assert built.uui_format is None
+
+
+def test_items_that_do_not_fit_256_characters_follow_as_custom_headers_in_declaration_order() -> None:
+    # Each 100-byte item takes 204 hex digits: the UCID and the first fit, the second does not.
+    context = {"UCID": UCID, "ItemC8": "a" * 100, "ItemC9": "b" * 100}
+    built = transfer.build(context, ("UCID", "ItemC8", "ItemC9"), "+14255550140", "avaya-shared")
+    sip = built.sip_headers or {}
+    assert uui.decode(sip["User-To-User"], profile="avaya-shared").pairs == {"UCID": UCID, "ItemC8": "a" * 100}
+    assert sip["X-MS-Custom-ItemC9"] == "b" * 100
+    assert built.omitted == ()
