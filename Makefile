@@ -6,8 +6,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The ARM models the Bicep is checked against (see arm-check below); defined here because the
+# pytest rule needs them and make expands a rule's prerequisites where it reads the rule.
+ARM_VENV   := .venv-arm
+ARM_STAMP  := $(ARM_VENV)/.installed
+ARM_MODELS := $(ARM_VENV)/arm-models.json
 
-.PHONY: run test lint typecheck pytest infra-check bench clean
+.PHONY: run test lint typecheck pytest infra-check arm-models arm-check bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy shared functions function_app.py local bench
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(ARM_MODELS)
 	$(VENV)/bin/pytest
 
 # Offline Bicep checks. checkov pins many packages of its own, so it lives in its own venv,
@@ -45,10 +50,30 @@ $(CHECKOV_STAMP):
 infra-check: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/python infra/check_checkov.py --checkov $(CHECKOV_VENV)/bin/checkov
 
-test: lint typecheck infra-check pytest
+# Every resource body in infra/bicep against the ARM model of its exact type@apiVersion. The Azure
+# management SDKs that carry those models are pinned in infra/arm-models.txt and live in their own
+# venv (about 150 MB); infra/arm_models.py dumps the models the templates use to one JSON file, and
+# tests/infra/arm_check.py (main venv: the Bicep parser) checks the templates against it, here and
+# in the mutation tests of tests/infra/test_arm_models.py.
+$(ARM_STAMP): infra/arm-models.txt
+	rm -rf $(ARM_VENV)
+	$(PYTHON) -m venv $(ARM_VENV)
+	$(ARM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r infra/arm-models.txt
+	$(ARM_VENV)/bin/python -m pip check --disable-pip-version-check
+	touch $(ARM_STAMP)
+
+$(ARM_MODELS): $(ARM_STAMP) infra/arm_models.py
+	$(ARM_VENV)/bin/python infra/arm_models.py --out $(ARM_MODELS)
+
+arm-models: $(ARM_MODELS)
+
+arm-check: $(STAMP) $(ARM_MODELS)
+	$(PY) -m tests.infra.arm_check
+
+test: lint typecheck infra-check arm-check pytest
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) $(ARM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -57,6 +57,8 @@ class Resource:
     condition: Node | None
     existing: bool
     comments: str  # the comment lines right above the declaration
+    api_version: str
+    declaration: Node  # the whole resource_declaration (its line, its type string)
 
 
 @dataclass
@@ -206,13 +208,23 @@ def load_template(path: Path) -> Template:
 
 def _add_resource(template: Template, node: Node, parent_type: str | None) -> None:
     type_with_api = string_literal(named_children(node)[1])
-    type_ = type_with_api.split("@")[0]
+    type_, _, api_version = type_with_api.partition("@")
     if parent_type is not None:
         type_ = f"{parent_type}/{type_}"
     obj, condition = _body(node)
     existing = any(c.type == "existing" or source_text(c) == "existing" for c in node.children)
     template.resources.append(
-        Resource(template, source_text(node.named_children[0]), type_, obj, condition, existing, _comments_above(node))
+        Resource(
+            template,
+            source_text(node.named_children[0]),
+            type_,
+            obj,
+            condition,
+            existing,
+            _comments_above(node),
+            api_version,
+            node,
+        )
     )
     for prop in named_children(obj):
         inner = named_children(prop)

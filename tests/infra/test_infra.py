@@ -506,7 +506,13 @@ def check_funcignore(root: Path = ROOT) -> None:
         "docs/deploy.md",
     ):
         assert _ignored(patterns, path), f".funcignore must keep {path} out of the package"
-    for path in (".venv/bin/python", ".venv-checkov/bin/checkov", ".ci/run", "local.settings.json"):
+    for path in (
+        ".venv/bin/python",
+        ".venv-checkov/bin/checkov",
+        ".venv-arm/arm-models.json",
+        ".ci/run",
+        "local.settings.json",
+    ):
         assert _ignored(patterns, path), f".funcignore must keep {path} out of the package"
     for path in ("function_app.py", "host.json", "requirements.txt", "routing.yaml", "shared/adapters/settings.py"):
         assert not _ignored(patterns, path), f".funcignore drops {path}, which the deployed app needs"
