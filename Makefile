@@ -2,6 +2,7 @@
 #   make run   - the function app on loopback against the local Call Automation emulator,
 #                replaying the bundled transferred calls (ARGS=--once exits after the replay)
 #   make test  - installs what it needs, then lint, type checks, offline infra checks and tests
+# and make package builds dist/function-app.zip, the package azd deploys (docs/deploy.md).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -12,9 +13,10 @@ ARM_VENV   := .venv-arm
 ARM_STAMP  := $(ARM_VENV)/.installed
 ARM_MODELS := $(ARM_VENV)/arm-models.json
 
-.PHONY: run test lint typecheck pytest infra-check arm-models arm-check bench clean
+.PHONY: run test lint typecheck pytest infra-check arm-models arm-check bench package clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@echo "Installing Handoff's dependencies into $(VENV) (about a minute on the first run)..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -75,5 +77,10 @@ test: lint typecheck infra-check arm-check pytest
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
 
+# The deployment package: .funcignore's files, requirements.txt as Linux x86-64 wheels, and
+# unchecked-hash bytecode for all of it (local/package.py says why). azd deploys this zip.
+package: $(STAMP)
+	$(PY) -m local.package
+
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(ARM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) $(ARM_VENV) dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

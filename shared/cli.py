@@ -7,6 +7,7 @@
     handoff route --config FILE EVENT.json        the Decision for a saved IncomingCall
     handoff check-config FILE                     validate a routing configuration
     handoff hash VARIABLE [VALUE]                 the keyed hash telemetry shows for a sensitive value
+    handoff --version
 
 Exit status: 0 success, 1 the input was understood but is invalid (undecodable value, bad
 configuration, unreadable event), 2 usage errors. Sensitive context values are masked unless
@@ -21,7 +22,8 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO, cast
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, cast
 
 from shared.adapters import settings
 from shared.core import config, events, redaction, routing, uui
@@ -53,6 +55,40 @@ class _Visible:
 
     def flush(self) -> None:
         self._stream.flush()
+
+
+def version() -> str:
+    """The installed distribution's version; from a source checkout that is not installed, pyproject.toml's."""
+    from importlib import metadata  # here, not at start-up: only --version needs it
+
+    try:
+        return metadata.version("handoff")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """argparse's own version action prints to sys.stdout; this one to the stream main() was given."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, out: TextIO | None = None, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.out = out
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        (self.out or sys.stdout).write(f"handoff {version()}\n")
+        parser.exit(EXIT_OK)
 
 
 def _print_json(obj: Any, out: TextIO) -> None:
@@ -221,8 +257,9 @@ def _positive(text: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(out: TextIO | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="handoff", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action=_VersionAction, out=out, help="print handoff's version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("decode", help="decode a User-to-User header value")
@@ -271,7 +308,7 @@ def main(
     stdout = out or sys.stdout
     safe_out = cast(TextIO, _Visible(stdout))
     safe_err = cast(TextIO, _Visible(err or sys.stderr))
-    parser = build_parser()
+    parser = build_parser(safe_out)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help

@@ -50,6 +50,18 @@ workstreams:
 """
 
 
+#: Settings with which function_app starts on routing.yaml, pointing nowhere (127.0.0.1:9, the
+#: discard port: nothing is contacted). routing.yaml has a transfer queue, so its callbacks need a
+#: resource id and a context key (shared/adapters/settings.py, check_for_routing).
+START_SETTINGS = {
+    "ACS_ENDPOINT": "http://127.0.0.1:9",
+    "ACS_ACCESS_KEY": "a2V5",
+    "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks",
+    "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
+    "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-test-only",
+}
+
+
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 

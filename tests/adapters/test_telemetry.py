@@ -31,7 +31,7 @@ from shared.adapters.telemetry import names
 from shared.core import redaction
 from shared.core.decision import Action, Decision
 from tests.adapters.telemetry_driver import ACCOUNT, PIN
-from tests.conftest import ROOT
+from tests.conftest import ROOT, START_SETTINGS
 
 REDACTION_KEY = "a-test-redaction-key-0123456789"
 BUNDLED_ACCOUNT = "500112233445"  # AccountNumber of the bundled billing and pd=4 calls
@@ -398,15 +398,7 @@ def test_ingestion_endpoint_reads_gzip_and_plain_bodies() -> None:
 def test_telemetry_off_imports_no_opentelemetry_and_adds_no_policy() -> None:
     ours = {s.name for s in settings.SETTINGS}
     env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("APPLICATIONINSIGHTS_")}
-    env.update(
-        {
-            "ACS_ENDPOINT": "http://127.0.0.1:9",
-            "ACS_ACCESS_KEY": "a2V5",
-            "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks",
-            "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
-            "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-test-only",
-        }
-    )
+    env.update(START_SETTINGS)
     script = (
         "import sys, function_app\n"
         "from shared import app\nfrom shared.adapters import telemetry\n"

@@ -11,7 +11,7 @@ import pytest
 
 from local.stack import Stack
 from shared import app
-from tests.conftest import run_python
+from tests.conftest import START_SETTINGS, run_python
 
 
 def test_the_app_registers_incoming_call_as_event_grid_and_callbacks_as_anonymous_http(stack: Stack) -> None:
@@ -83,14 +83,7 @@ def without(env: dict[str, str], name: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if k != name}
 
 
-GOOD = {
-    "ACS_ENDPOINT": "http://127.0.0.1:9",
-    "ACS_ACCESS_KEY": "a2V5",
-    "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks",
-    # routing.yaml has a transfer queue: its callbacks need both (settings.check_for_routing).
-    "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
-    "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-test-only",
-}
+GOOD = START_SETTINGS
 
 
 @pytest.mark.parametrize(

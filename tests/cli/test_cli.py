@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,19 @@ def test_decode_without_json_lists_the_positional_values() -> None:
 def test_decode_of_a_bad_value_says_why_and_exits_1() -> None:
     code, out, _ = run("decode", "7369706G;encoding=hex")
     assert code == 1 and out.startswith("cannot decode (non_hex_characters):")
+
+
+def test_version_is_the_installed_distributions() -> None:
+    assert run("--version") == (0, f"handoff {importlib.metadata.version('handoff')}\n", "")
+
+
+def test_version_from_a_checkout_that_is_not_installed_is_pyprojects(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert run("--version") == (0, f"handoff {declared}\n", "")
 
 
 def test_usage_errors_exit_2() -> None:

@@ -13,7 +13,6 @@ check must fail on a template that breaks what it guards.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -27,8 +26,10 @@ import pytest
 import yaml
 from tree_sitter import Node
 
+from local.funcignore import FuncIgnore
+from local.package import DEFAULT_OUTPUT
 from shared.adapters.settings import SETTINGS
-from tests.conftest import ROOT, run_python
+from tests.conftest import ROOT, START_SETTINGS, run_python
 from tests.infra.bicep import (
     BICEP_DIR,
     Model,
@@ -126,14 +127,7 @@ def function_facts() -> FunctionFacts:
     """Import function_app in a child process (it starts the app at import) and list its triggers."""
     proc = run_python(
         ["-c", _FUNCTION_FACTS_SCRIPT],
-        {
-            # Harmless values for what function_app needs at import; nothing is contacted.
-            "ACS_ENDPOINT": "https://127.0.0.1:9/",
-            "ACS_ACCESS_KEY": "aGFuZG9mZi10ZXN0LWtleQ==",
-            "HANDOFF_CALLBACK_URL": "https://127.0.0.1:9/api/callbacks",
-            "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
-            "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-test-only",
-        },
+        START_SETTINGS,
     )
     assert proc.returncode == 0, f"importing function_app failed:\n{proc.stderr[-3000:]}"
     functions = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -461,6 +455,15 @@ def check_azd_files(model: Model, root: Path = ROOT) -> None:
     assert list(services) == [service_name], f"azure.yaml services {list(services)} != Bicep tag {service_name}"
     service = services[service_name]
     assert (service["project"], service["language"], service["host"]) == (".", "python", "function")
+    # azd deploys the package make package builds, as it is: no remote build, and never a zip of the
+    # bare sources (docs/deploy.md, "The package").
+    assert service.get("remoteBuild") is False, "the package ships its dependencies: remoteBuild must be false"
+    package = DEFAULT_OUTPUT.relative_to(ROOT).as_posix()
+    steps = [step["azd"] for step in azure["workflows"]["up"]["steps"]]
+    assert steps == ["provision", f"deploy {service_name} --from-package {package}"], steps
+    assert azure["hooks"]["predeploy"]["run"] == "make package"
+    assert re.search(r"^package:.*\n\t\$\(PY\) -m local\.package$", (root / "Makefile").read_text(), re.M)
+    assert re.search(r"\bexit 1$", service["hooks"]["prepackage"]["run"]), "azd's own packaging must be refused"
     hook = azure["hooks"]["postdeploy"]
     hook_path = root / hook["run"]
     assert hook_path.is_file() and os.access(hook_path, os.X_OK), f"{hook_path} missing or not executable"
@@ -480,45 +483,35 @@ def check_azd_files(model: Model, root: Path = ROOT) -> None:
         assert known, f"postdeploy.sh reads {var}, which no Bicep output or parameter provides"
 
 
-def _ignored(patterns: list[str], path: str) -> bool:
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        pat = pattern[1:] if negate else pattern
-        pat = pat.strip("/")
-        parts = path.split("/")
-        hit = any(fnmatch.fnmatch("/".join(parts[: i + 1]), pat) for i in range(len(parts))) or any(
-            fnmatch.fnmatch(part, pat) for part in parts
-        )
-        if hit:
-            ignored = not negate
-    return ignored
-
-
 def check_funcignore(root: Path = ROOT) -> None:
-    lines = (root / ".funcignore").read_text(encoding="utf-8").splitlines()
-    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    ignore = FuncIgnore.read(root)
     for path in (
         "tests/test_infra.py",
         "local/host.py",
+        "local/package.py",
         "bench/run.py",
         "infra/bicep/main.bicep",
         "docs/deploy.md",
+        "BENCHMARKS.md",
+        "dist/function-app.zip",  # the package itself, when make package runs again
+        ".python_packages/lib/site-packages/yaml/__init__.py",  # make package installs its own
+        "shared/__pycache__/app.cpython-311.pyc",  # make package compiles its own
     ):
-        assert _ignored(patterns, path), f".funcignore must keep {path} out of the package"
+        assert ignore.excludes(path), f".funcignore must keep {path} out of the package"
     for path in (
         ".venv/bin/python",
         ".venv-checkov/bin/checkov",
         ".venv-arm/arm-models.json",
         ".ci/run",
         "local.settings.json",
+        ".funcignore",
     ):
-        assert _ignored(patterns, path), f".funcignore must keep {path} out of the package"
+        assert ignore.excludes(path), f".funcignore must keep {path} out of the package"
     for path in ("function_app.py", "host.json", "requirements.txt", "routing.yaml", "shared/adapters/settings.py"):
-        assert not _ignored(patterns, path), f".funcignore drops {path}, which the deployed app needs"
+        assert not ignore.excludes(path), f".funcignore drops {path}, which the deployed app needs"
     functions_dir = root / "functions"
     for module in functions_dir.glob("*.py") if functions_dir.is_dir() else []:
-        assert not _ignored(patterns, f"functions/{module.name}")
+        assert not ignore.excludes(f"functions/{module.name}")
 
 
 def check_no_machine_paths(root: Path = ROOT) -> None:
@@ -787,3 +780,37 @@ def test_check_catches_mutation(
     # The unmutated templates pass every check (the tests above); the mutated one must not.
     with pytest.raises(AssertionError):
         check(load_model(copy), function_facts)
+
+
+#: (file at the repository root, text, replacement): each must make check_azd_files or check_funcignore fail.
+ROOT_MUTATIONS: list[tuple[str, str, str]] = [
+    ("azure.yaml", "remoteBuild: false", "remoteBuild: true"),
+    ("azure.yaml", "- azd: deploy handoff --from-package dist/function-app.zip", "- azd: deploy --all"),
+    ("azure.yaml", "    run: make package\n", "    run: echo skipped\n"),
+    ("azure.yaml", ">&2; exit 1", ">&2"),
+    ("Makefile", "$(PY) -m local.package", "zip -r dist/function-app.zip ."),
+    (".funcignore", "\ndist/\n", "\n"),
+    (".funcignore", "\n__pycache__/\n", "\n"),
+    (".funcignore", "\nBENCHMARKS.md\n", "\n"),
+    (".funcignore", "\n.funcignore\n", "\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "replacement"), ROOT_MUTATIONS, ids=[f"{m[0]}:{m[1][:40].strip()}" for m in ROOT_MUTATIONS]
+)
+def test_azd_and_funcignore_checks_catch_mutation(
+    tmp_path: Path, model: Model, file: str, text: str, replacement: str
+) -> None:
+    for name in ("azure.yaml", "Makefile", ".funcignore"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "infra" / "hooks", tmp_path / "infra" / "hooks")
+    target = tmp_path / file
+    source = target.read_text(encoding="utf-8")
+    assert source.count(text) == 1, f"mutation target not found once in {file}: {text!r}"
+    check_azd_files(model, tmp_path)
+    check_funcignore(tmp_path)
+    target.write_text(source.replace(text, replacement), encoding="utf-8")
+    with pytest.raises(AssertionError):
+        check_azd_files(model, tmp_path)
+        check_funcignore(tmp_path)
