@@ -13,7 +13,7 @@ ARM_VENV   := .venv-arm
 ARM_STAMP  := $(ARM_VENV)/.installed
 ARM_MODELS := $(ARM_VENV)/arm-models.json
 
-.PHONY: run test lint typecheck pytest infra-check arm-models arm-check bench package clean
+.PHONY: run test lint typecheck pytest infra-check arm-models arm-check bench package numbers clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "Installing Handoff's dependencies into $(VENV) (about a minute on the first run)..."
@@ -73,6 +73,11 @@ arm-check: $(STAMP) $(ARM_MODELS)
 	$(PY) -m tests.infra.arm_check
 
 test: lint typecheck infra-check arm-check pytest
+
+# The phone numbers routing.yaml's workstreams own: the deploy's Event Grid filter is derived from
+# them (infra/hooks/preprovision.*), so the numbers live in routing.yaml only.
+numbers: $(STAMP)
+	@$(PY) -m shared.cli numbers --config routing.yaml
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)

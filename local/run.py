@@ -26,6 +26,8 @@ from typing import Any
 from local.emulator import CallAutomationEmulator, RecordedAction
 from local.host import LocalHost
 from local.stack import actions_for_call, post_json, running_stack
+from shared.adapters.settings import SettingsError
+from shared.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLS = ROOT / "examples" / "calls"
@@ -126,5 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run(argv: list[str] | None = None) -> int:
+    """``main``, with a configuration or setting the app refuses shown as its report, not a traceback."""
+    try:
+        return main(argv)
+    except (ConfigError, SettingsError) as exc:
+        print(f"make run: the app cannot start.\n{exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

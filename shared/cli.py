@@ -231,6 +231,26 @@ def cmd_check_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_numbers(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """The called numbers the Event Grid subscription must let through: every E.164 number a
+    workstream owns, comma-separated (the deploy derives its filter from this, so the numbers live
+    in routing.yaml only). Its filter is on data.to.PhoneNumber.Value: a workstream number that is
+    an ACS or Teams raw id cannot be in it, and is named on stderr."""
+    table = _load_routing(args.config, err)
+    if table is None:
+        return EXIT_INVALID
+    numbers = sorted(n for n in table.by_number if n.startswith("+"))
+    for other in sorted(n for n in table.by_number if not n.startswith("+")):
+        err.write(
+            f"handoff numbers: {other} is not a phone number; the Event Grid filter on phone numbers cannot admit it\n"
+        )
+    if not numbers:
+        err.write("handoff numbers: no workstream owns a phone number, so no call would pass the filter\n")
+        return EXIT_INVALID
+    out.write(",".join(numbers) + "\n")
+    return EXIT_OK
+
+
 def cmd_hash(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]) -> int:
     """The ``hmac:...`` value logs and telemetry carry for VARIABLE=VALUE, with the deployment's key."""
     key = env.get("HANDOFF_REDACTION_KEY", "").strip()
@@ -290,6 +310,9 @@ def build_parser(out: TextIO | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a routing configuration")
     p.add_argument("file")
 
+    p = sub.add_parser("numbers", help="the phone numbers the workstreams own, comma-separated (the Event Grid filter)")
+    p.add_argument("--config", default="routing.yaml", help="routing YAML (default routing.yaml)")
+
     p = sub.add_parser(
         "hash",
         help="the keyed hash that logs and telemetry show for a sensitive value (key from HANDOFF_REDACTION_KEY)",
@@ -337,6 +360,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, s
         return cmd_route(args, out, err)
     if args.command == "hash":
         return cmd_hash(args, out, err, env)
+    if args.command == "numbers":
+        return cmd_numbers(args, out, err)
     return cmd_check_config(args, out, err)
 
 

@@ -1,9 +1,21 @@
 """The routing configuration: queues, workstreams, context variables and route-to-queue rules.
 
-Configuration is data (``routing.yaml``), validated once at start-up. Structural problems are
-found by pydantic; the cross-references (a rule naming an undeclared variable or an unknown queue,
-a number owned by two workstreams) by :func:`_check_references`. Every problem is reported with the
-file, the path inside it and what is wrong, all at once, so an operator fixes the file in one pass.
+Configuration is data (``routing.yaml``), validated once at start-up; ``handoff check-config``
+runs the same checks. Every problem is found in one pass and reported as
+``file:line: place: sentence`` — the place names the queue, the workstream and the rule by name —
+so an operator fixes the file at once:
+
+- YAML itself: syntax, and a mapping that repeats a key (shared/core/yaml_source.py);
+- structure, with pydantic, one queue and one workstream at a time, so one mistake does not hide
+  the others; its messages are rewritten as plain sentences (:func:`_sentence`);
+- cross-references: a rule naming an undeclared variable or an unknown queue, a number owned by
+  two workstreams, reserved names, and every rule operand typed to its variable **from the text
+  as written**: YAML would read an unquoted ``0100003`` as the octal 32771 and ``no`` as false, so a
+  text variable's operand is its literal text, and a number or boolean variable's must be written
+  as one (no quotes, no YAML-only forms like ``0x1F`` or ``1_000``).
+
+A queue here is a routing target: what Call Automation does with the call (answer for an app,
+redirect, transfer, reject) — not an ACS Job Router queue nor a Dynamics 365 queue.
 
 This module parses YAML text and does no I/O; reading the file is the caller's job
 (``shared/adapters/settings.py``'s ``load_routing``, at start-up, never per call).
@@ -11,27 +23,42 @@ This module parses YAML text and does no I/O; reading the file is the caller's j
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.core import uui
 from shared.core.acs import TARGET_PREFIXES
 from shared.core.values import TypeMismatch, convert
-
-Scalar = str | int | float | bool
+from shared.core.yaml_source import Document, Path, Scalar, YAMLSyntaxError, read
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 #: Dynamics 365 context variable names: up to 100 characters.
 _VARIABLE_NAME = re.compile(r"[^\s;=]{1,100}")
 
+#: Built-in variables every rule may test, besides the workstream's context variables: the
+#: caller's and the called number (the E.164 number of a phone party, the raw id otherwise).
+CALL_VARIABLES = ("caller", "called")
+#: Names no context variable may take: the built-ins, and the RFC 7433 / gateway UUI parameter
+#: names, which a plain payload cannot carry as keys (uui.md, decoding rule 3).
+RESERVED_NAMES = frozenset({*CALL_VARIABLES, *uui.HEADER_PARAMS})
+
 
 class ConfigError(ValueError):
-    """The configuration is invalid. ``problems`` lists every ``file: path: problem`` line."""
+    """The configuration is invalid. ``problems`` lists every ``file:line: place: problem`` line."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -133,18 +160,19 @@ OPERATORS: tuple[str, ...] = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gt
 
 
 class Condition(_Model):
-    """The test on one context variable; all operators given must hold."""
+    """The test on one variable; all operators given must hold. Operands are typed to the variable
+    from their YAML text once the variable's type is known (``_typed_operand``)."""
 
-    eq: Scalar | None = None
-    ne: Scalar | None = None
-    in_: list[Scalar] | None = Field(default=None, alias="in")
-    not_in: list[Scalar] | None = None
-    lt: float | int | None = None
-    lte: float | int | None = None
-    gt: float | int | None = None
-    gte: float | int | None = None
+    eq: Any = None
+    ne: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    not_in: list[Any] | None = None
+    lt: Any = None
+    lte: Any = None
+    gt: Any = None
+    gte: Any = None
     exists: bool | None = None
-    matches: str | None = None
+    matches: Any = None
     #: Compare text case-insensitively (eq, ne, in, not_in, matches).
     ignore_case: bool = False
 
@@ -155,8 +183,12 @@ class Condition(_Model):
         return self
 
     def operators(self) -> dict[str, Any]:
-        found = {op: getattr(self, "in_" if op == "in" else op) for op in OPERATORS}
-        return {op: value for op, value in found.items() if value is not None}
+        """The operators written, with their operands; ``eq:`` with no value counts (its operand is
+        reported as empty, rather than the condition as having no operator)."""
+        given = self.model_fields_set
+        return {
+            op: getattr(self, "in_" if op == "in" else op) for op in OPERATORS if ("in_" if op == "in" else op) in given
+        }
 
 
 class Rule(_Model):
@@ -165,32 +197,24 @@ class Rule(_Model):
     queue: str
 
 
+def _check_number(number: str) -> str:
+    """A called number a workstream owns: E.164, or the raw id of an ACS or Teams identity."""
+    number = number.strip()
+    if number.startswith("+") and not _E164.fullmatch(number):
+        raise ValueError(f"{number!r} is not an E.164 number")
+    if not number.startswith(TARGET_PREFIXES):
+        raise ValueError(f"{number!r} is neither an E.164 number nor an ACS raw id")
+    return number
+
+
 class Workstream(_Model):
     name: str = Field(min_length=1)
-    numbers: list[str] = Field(min_length=1)
+    numbers: list[Annotated[str, AfterValidator(_check_number)]] = Field(min_length=1)
     uui: UUISettings = UUISettings()
     context_variables: list[ContextVariable] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     fallback_queue: str
     invalid_context_queue: str | None = None
-
-    @field_validator("numbers")
-    @classmethod
-    def _numbers(cls, numbers: list[str]) -> list[str]:
-        cleaned = [n.strip() for n in numbers]
-        for n in cleaned:
-            if n.startswith("+") and not _E164.fullmatch(n):
-                raise ValueError(f"{n!r} is not an E.164 number")
-            if not n.startswith(TARGET_PREFIXES):
-                raise ValueError(f"{n!r} is neither an E.164 number nor an ACS raw id")
-        return cleaned
-
-
-class RoutingConfig(_Model):
-    queues: dict[str, Queue] = Field(min_length=1)
-    workstreams: list[Workstream] = Field(min_length=1)
-    #: Where a call to a number no workstream owns goes. Without it such a call is rejected.
-    default_queue: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +246,8 @@ class CompiledWorkstream:
     invalid_context_queue: str
     #: Names of the variables flagged sensitive: masked in every log, trace and printout.
     sensitive: frozenset[str]
+    #: True when a rule tests ``caller`` or ``called``: routing then adds them to the values.
+    tests_the_call: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,16 +285,181 @@ class Routing:
         return "\n".join(lines)
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+_QUEUE = TypeAdapter(Queue)
+_ACTIONS = ("answer", "redirect", "transfer", "reject")
+#: pydantic's names for the kinds it expected, as an operator says them.
+_KINDS = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list ([a, b])",
+    "dict_type": "a mapping (key: value)",
+    "model_type": "a mapping (key: value)",
+    "tuple_type": "a list ([a, b])",
+}
+
+
+@dataclass
+class _Report:
+    """Problems as they are found: (line, place, sentence), printed sorted by line."""
+
+    source: str
+    doc: Document
+    found: list[tuple[int, str, str]]
+
+    def add(self, path: Path, place: str, sentence: str, line: int | None = None) -> None:
+        self.found.append((line if line is not None else self.doc.line(path), place, sentence))
+
+    def lines(self) -> list[str]:
+        seen: set[tuple[int, str, str]] = set()
+        out = []
+        for problem in sorted(self.found, key=lambda p: p[0]):
+            if problem not in seen:
+                seen.add(problem)
+                line, place, sentence = problem
+                out.append(f"{self.source}:{line}: {place + ': ' if place else ''}{sentence}")
+        return out
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """A pydantic location inside one queue or workstream, as the YAML names it."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("answer", "redirect", "transfer", "reject") and out.startswith("queues."):
-            continue  # pydantic's discriminator tag, not a path the user wrote
+        elif part in _ACTIONS and not out:
+            continue  # pydantic's discriminator tag, not a key the operator wrote
         else:
             out += ("." if out else "") + ("in" if part == "in_" else str(part))
-    return out or "(top level)"
+    return out
+
+
+def _sentence(error: Mapping[str, Any]) -> str:
+    """A pydantic error as a sentence an operator understands."""
+    kind, ctx, field = str(error["type"]), error.get("ctx") or {}, _field(error["loc"])
+    subject = field or "this"
+    if kind == "missing":
+        return f"{subject} is missing"
+    if kind == "extra_forbidden":
+        loc = error["loc"]
+        if error.get("operator"):  # when: {Variable: {operator: operand}}
+            return f"{loc[-1]!r} is not an operator (operators: {', '.join(OPERATORS)}, ignore_case)"
+        return f"{subject} is not a setting here (a misspelling?)"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = ctx.get("tag")
+        given = f"unknown action {tag!r}" if kind == "union_tag_invalid" else "the action is missing"
+        return f"{given}; a queue's action is one of {', '.join(_ACTIONS)}"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        return f"{subject} must be one of {expected} (not {error.get('input')!r})"
+    if kind in _KINDS:
+        return f"{subject} must be {_KINDS[kind]}"
+    if kind == "string_pattern_mismatch":
+        if field.endswith("callback_url"):
+            return f"{subject} must be an http(s) URL without spaces"
+        if field.endswith("name"):
+            return f"{subject} {error.get('input')!r} must be 1 to 100 characters without spaces, ';' or '='"
+        return f"{subject} has the wrong form"
+    if kind in ("too_short", "too_long"):
+        return f"{subject} needs at least one entry" if kind == "too_short" else f"{subject} has too many entries"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{subject} must be from 1 to 4096"
+    if kind == "value_error":
+        message = str(error["msg"]).removeprefix("Value error, ")
+        last = field.rsplit(".", 1)[-1].split("[", 1)[0]
+        return f"{subject}: {message}" if field and not message.startswith(last) else message
+    return f"{subject}: {error['msg']}"
+
+
+def _workstream(report: _Report, index: int, place: str, body: Any) -> tuple[Workstream | None, _Repairs]:
+    """The workstream validated, each of its errors reported once. So that one mistake does not hide
+    the others (the cross-reference checks need a valid workstream), what an error points at is
+    taken out and the rest validated again: the list item it is in (a number, a context variable, a
+    rule), else the key (its default applies). The repairs say where each kept item was in the file,
+    and which context variables were taken out (rules naming them are not reported again)."""
+    path: Path = ("workstreams", index)
+    repairs = _Repairs({}, set())
+    if not isinstance(body, dict):
+        return _validate(report, path, place, lambda: Workstream.model_validate(body), body), repairs
+    repaired: dict[str, Any] = copy.deepcopy(body)
+    for key, items in repaired.items():
+        if isinstance(items, list):
+            repaired[key] = list(enumerate(items))  # (position in the file, item) while repairing
+    for attempt in range(6):
+        try:
+            workstream = Workstream.model_validate(_items(repaired))
+        except ValidationError as exc:
+            if attempt == 0:
+                _validate(report, path, place, lambda: Workstream.model_validate(body), body)
+            if not all(_take_out(repaired, error["loc"], repairs.removed) for error in exc.errors(include_url=False)):
+                return None, repairs
+            for key, items in repaired.items():
+                if isinstance(items, list):
+                    repaired[key] = [(position, item) for position, item in items if position >= 0]
+            continue
+        repairs.origin.update(
+            (key, [position for position, _ in items]) for key, items in repaired.items() if isinstance(items, list)
+        )
+        return workstream, repairs
+    return None, repairs
+
+
+@dataclass
+class _Repairs:
+    #: For each list of a repaired workstream, where its items were in the file: origin["rules"][j].
+    origin: dict[str, list[int]]
+    #: Context variables whose declaration was taken out.
+    removed: set[str]
+
+    def position(self, key: str, index: int) -> int:
+        positions = self.origin.get(key)
+        return positions[index] if positions is not None else index
+
+
+def _items(repaired: dict[str, Any]) -> dict[str, Any]:
+    return {k: [item for _, item in v] if isinstance(v, list) else v for k, v in repaired.items()}
+
+
+_REQUIRED = ("name", "numbers", "fallback_queue")
+
+
+def _take_out(repaired: dict[str, Any], loc: tuple[int | str, ...], removed: set[str]) -> bool:
+    """Take what ``loc`` points at out of ``repaired``; False when nothing can be (a required key)."""
+    loc = tuple("in" if p == "in_" else p for p in loc)
+    if len(loc) >= 2 and isinstance(loc[1], int):
+        items = repaired.get(str(loc[0]))
+        if isinstance(items, list) and loc[1] < len(items):
+            _, item = items[loc[1]]
+            if loc[0] == "context_variables" and isinstance(item, dict) and isinstance(item.get("name"), str):
+                removed.add(item["name"])
+            items[loc[1]] = (-1, None)  # marked: positions stay valid for the other errors of this round
+            return True
+    if loc and loc[0] in repaired and loc[0] not in _REQUIRED:
+        del repaired[str(loc[0])]  # its default applies
+        return True
+    return False
+
+
+def _validate(report: _Report, path: Path, place: str, run: Any, body: Any = None) -> Any:
+    """``run()`` (a pydantic validation) or None, with each of its errors reported at its line. In a
+    workstream (``body``), an error inside a rule is placed by the rule's name, not its index."""
+    try:
+        return run()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = tuple("in" if p == "in_" else p for p in error["loc"] if not (isinstance(p, str) and p in _ACTIONS))
+            where, inner = place, loc
+            rules = body.get("rules") if isinstance(body, dict) else None
+            if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int) and isinstance(rules, list):
+                rule = rules[loc[1]] if loc[1] < len(rules) else None
+                name = rule.get("name") if isinstance(rule, dict) else None
+                where = f"{place}, rule {name!r}" if isinstance(name, str) else f"{place}, rule {loc[1] + 1}"
+                inner = loc[3:] if loc[2:3] == ("when",) else loc[2:]  # when.Intent → Intent
+            operator = len(loc) == 5 and loc[2] == "when"  # rules[j].when.Variable.<key>
+            report.add((*path, *loc), where, _sentence({**error, "loc": inner, "operator": operator}))
+        return None
 
 
 def compile_pattern(pattern: str, ignore_case: bool) -> Any:
@@ -291,141 +482,233 @@ def compile_pattern(pattern: str, ignore_case: bool) -> Any:
         ) from None
 
 
-def _typed_operand(var: ContextVariable, op: str, value: Any, ignore_case: bool) -> Any:
-    """Convert a rule operand to the variable's type once, at load time."""
-    if op == "exists":
-        return bool(value)
+def _typed_operand(var: ContextVariable, op: str, written: Any, ignore_case: bool) -> Any:
+    """A rule operand typed to its variable, once, at load time. ``written`` is the YAML as written:
+    a :class:`Scalar` (or a list of them for in / not_in)."""
+    if op in ("in", "not_in"):
+        if not isinstance(written, list):
+            raise ValueError(f"{op} needs a list, e.g. {op}: [a, b]")
+        return frozenset(_typed_scalar(var, op, item, ignore_case) for item in written)
+    if op in ("lt", "lte", "gt", "gte") and var.type != "number":
+        raise ValueError(f"{op} compares numbers, and {var.name} is {var.type}")
     if op == "matches":
         if var.type != "text":
-            raise ValueError(f"'matches' needs a text variable, {var.name} is {var.type}")
-        return compile_pattern(value, ignore_case)
-    if op in ("in", "not_in"):
-        return frozenset(_typed_scalar(var, v, ignore_case) for v in value)
-    if op in ("lt", "lte", "gt", "gte") and var.type != "number":
-        raise ValueError(f"'{op}' needs a number variable, {var.name} is {var.type}")
-    return _typed_scalar(var, value, ignore_case)
+            raise ValueError(f"matches tests text, and {var.name} is {var.type}")
+        if not isinstance(written, Scalar):
+            raise ValueError("matches needs a pattern (text)")
+        return compile_pattern(written.text, ignore_case)
+    return _typed_scalar(var, op, written, ignore_case)
 
 
-def _typed_scalar(var: ContextVariable, value: Any, ignore_case: bool) -> Any:
-    text = str(value).lower() if isinstance(value, bool) else str(value)
+def _typed_scalar(var: ContextVariable, op: str, written: Any, ignore_case: bool) -> Any:
+    """One operand as its variable's type, from the text as written (never YAML's reading of it)."""
+    if not isinstance(written, Scalar):
+        raise ValueError(f"{op} needs a single value here, not a list or a mapping")
+    text = written.text
+    if written.yaml_type == "null" and not written.quoted:
+        raise ValueError(f"{op} has no value (write one, or quote an empty one: '')")
+    if var.type == "text":
+        # The literal text: 0100003 stays 0100003 (YAML: octal 32771), no stays no (YAML: false).
+        return text.casefold() if ignore_case else text
+    if written.quoted:
+        unquoted = "true or false" if var.type == "boolean" else text
+        raise ValueError(f"{op} {text!r} is in quotes, so it is text, but {var.name} is a {var.type}: write {unquoted}")
     try:
         typed = convert(var.type, text)
     except TypeMismatch:
-        raise ValueError(f"operand {value!r} is not a {var.type}, the type of {var.name}") from None
-    if isinstance(typed, str) and ignore_case:
-        return typed.casefold()
+        expected = "a number (digits, a sign, a decimal point)" if var.type == "number" else "true or false"
+        raise ValueError(f"{op} {text!r} is not {expected}, and {var.name} is a {var.type}") from None
     return typed
 
 
-def _check_references(cfg: RoutingConfig, source: str) -> tuple[list[str], list[CompiledWorkstream]]:
-    problems: list[str] = []
-    compiled: list[CompiledWorkstream] = []
+def _queue_name(report: _Report, path: Path, place: str, what: str, name: Any, queues: Mapping[str, Any]) -> None:
+    if name is not None and name not in queues:
+        known = ", ".join(str(q) for q in queues) or "none"
+        report.add(path, place, f"{what} {name!r} is not a queue (queues: {known})")
 
-    def queue_ref(path: str, name: str | None) -> None:
-        if name is not None and name not in cfg.queues:
-            problems.append(f"{source}: {path}: unknown queue {name!r} (queues: {', '.join(cfg.queues)})")
 
-    queue_ref("default_queue", cfg.default_queue)
-    owner: dict[str, str] = {}
-    for i, ws in enumerate(cfg.workstreams):
-        base = f"workstreams[{i}]"
-        for j, number in enumerate(ws.numbers):
-            if number in owner:
-                problems.append(
-                    f"{source}: {base}.numbers[{j}]: {number} is already owned by workstream {owner[number]!r}"
-                )
-            owner[number] = ws.name
-        variables: dict[str, ContextVariable] = {}
-        for j, var in enumerate(ws.context_variables):
-            if var.name in variables:
-                problems.append(f"{source}: {base}.context_variables[{j}]: {var.name!r} is declared twice")
-            if var.name.lower() in ("encoding", "purpose", "content", "pd"):
-                problems.append(
-                    f"{source}: {base}.context_variables[{j}]: {var.name!r} is a User-to-User parameter name"
-                    " (RFC 7433) and cannot be a context variable in a plain payload; rename it"
-                )
-            variables[var.name] = var
-        for j, name in enumerate(ws.uui.positional):
-            if name not in variables:
-                problems.append(f"{source}: {base}.uui.positional[{j}]: {name!r} is not a declared context variable")
-        for item, name in ws.uui.items.items():
-            if name not in variables:
-                problems.append(f"{source}: {base}.uui.items.{item}: {name!r} is not a declared context variable")
-        queue_ref(f"{base}.fallback_queue", ws.fallback_queue)
-        queue_ref(f"{base}.invalid_context_queue", ws.invalid_context_queue)
-        rules: list[CompiledRule] = []
-        seen_rules: set[str] = set()
-        for j, rule in enumerate(ws.rules):
-            rpath = f"{base}.rules[{j}]"
-            if rule.name in seen_rules:
-                problems.append(f"{source}: {rpath}.name: rule {rule.name!r} appears twice")
-            seen_rules.add(rule.name)
-            queue_ref(f"{rpath}.queue", rule.queue)
-            conditions: list[CompiledCondition] = []
-            for var_name, cond in rule.when.items():
-                cpath = f"{rpath}.when.{var_name}"
-                declared_var = variables.get(var_name)
-                if declared_var is None:
-                    declared = ", ".join(variables) or "none"
-                    problems.append(
-                        f"{source}: {cpath}: {var_name!r} is not a declared context variable (declared: {declared})"
-                    )
-                    continue
-                for op, operand in cond.operators().items():
-                    try:
-                        typed = _typed_operand(declared_var, op, operand, cond.ignore_case)
-                    except ValueError as exc:
-                        problems.append(f"{source}: {cpath}.{op}: {exc}")
-                        continue
-                    conditions.append(CompiledCondition(var_name, op, typed, cond.ignore_case))
-            rules.append(CompiledRule(rule.name, rule.queue, tuple(conditions)))
-        compiled.append(
-            CompiledWorkstream(
-                name=ws.name,
-                uui=ws.uui,
-                variables=variables,
-                rules=tuple(rules),
-                fallback_queue=ws.fallback_queue,
-                invalid_context_queue=ws.invalid_context_queue or ws.fallback_queue,
-                sensitive=frozenset(v.name for v in variables.values() if v.sensitive),
+def _compile_workstream(
+    report: _Report,
+    index: int,
+    ws: Workstream,
+    queues: Mapping[str, Any],
+    owner: dict[str, str],
+    repairs: _Repairs,
+) -> CompiledWorkstream:
+    base: Path = ("workstreams", index)
+    place = f"workstream {ws.name!r}"
+    for j, number in enumerate(ws.numbers):
+        if number in owner:
+            report.add(
+                (*base, "numbers", repairs.position("numbers", j)),
+                place,
+                f"{number} is already owned by workstream {owner[number]!r}",
             )
-        )
-    return problems, compiled
+        owner[number] = ws.name
+    variables: dict[str, ContextVariable] = {}
+    for j, var in enumerate(ws.context_variables):
+        where = (*base, "context_variables", repairs.position("context_variables", j))
+        if var.name in variables:
+            report.add(where, place, f"context variable {var.name!r} is declared twice")
+        if var.name.casefold() in CALL_VARIABLES:
+            report.add(
+                where, place, f"{var.name!r} is a built-in variable of every rule (the call's number); rename it"
+            )
+        elif var.name.casefold() in uui.HEADER_PARAMS:
+            report.add(
+                where,
+                place,
+                f"{var.name!r} is a User-to-User parameter name (RFC 7433) and cannot be a context variable in a"
+                " plain payload; rename it",
+            )
+        variables[var.name] = var
+    for j, name in enumerate(ws.uui.positional):
+        if name not in variables:
+            report.add((*base, "uui", "positional", j), place, f"uui.positional names {name!r}, which is not declared")
+    for item, name in ws.uui.items.items():
+        if name not in variables:
+            report.add((*base, "uui", "items"), place, f"uui.items.{item} names {name!r}, which is not declared")
+    _queue_name(report, (*base, "fallback_queue"), place, "fallback_queue", ws.fallback_queue, queues)
+    _queue_name(
+        report, (*base, "invalid_context_queue"), place, "invalid_context_queue", ws.invalid_context_queue, queues
+    )
+    declared = ", ".join(variables) or "none"
+    rules: list[CompiledRule] = []
+    seen_rules: set[str] = set()
+    tests_the_call = False
+    for j, rule in enumerate(ws.rules):
+        rpath: Path = (*base, "rules", repairs.position("rules", j))
+        rplace = f"{place}, rule {rule.name!r}"
+        if rule.name in seen_rules:
+            report.add((*rpath, "name"), place, f"rule {rule.name!r} appears twice; rule names must differ")
+        seen_rules.add(rule.name)
+        _queue_name(report, (*rpath, "queue"), rplace, "queue", rule.queue, queues)
+        conditions: list[CompiledCondition] = []
+        for var_name, cond in rule.when.items():
+            cpath: Path = (*rpath, "when", var_name)
+            tested = variables.get(var_name)
+            if tested is None and var_name in CALL_VARIABLES:
+                tested, tests_the_call = ContextVariable(name=var_name, type="text"), True
+            if tested is None and var_name in repairs.removed:
+                continue  # its declaration is wrong, and already reported
+            if tested is None:
+                report.add(
+                    cpath,
+                    rplace,
+                    f"{var_name!r} is not a context variable of this workstream (declared: {declared}; built in:"
+                    f" {', '.join(CALL_VARIABLES)})",
+                )
+                continue
+            for op, value in cond.operators().items():
+                try:
+                    if op == "exists" and value is None:
+                        raise ValueError("exists needs true or false")
+                    typed = (
+                        bool(value)
+                        if op == "exists"
+                        else _typed_operand(tested, op, _written(report.doc, (*cpath, op)), cond.ignore_case)
+                    )
+                except ValueError as exc:
+                    report.add((*cpath, op), rplace, f"{var_name}: {exc}")
+                    continue
+                conditions.append(CompiledCondition(var_name, op, typed, cond.ignore_case))
+        rules.append(CompiledRule(rule.name, rule.queue, tuple(conditions)))
+    return CompiledWorkstream(
+        name=ws.name,
+        uui=ws.uui,
+        variables=variables,
+        rules=tuple(rules),
+        fallback_queue=ws.fallback_queue,
+        invalid_context_queue=ws.invalid_context_queue or ws.fallback_queue,
+        sensitive=frozenset(v.name for v in variables.values() if v.sensitive),
+        tests_the_call=tests_the_call,
+    )
+
+
+def _written(doc: Document, path: Path) -> Any:
+    """The operand at ``path`` as written: a Scalar, or a list of what its items were written as."""
+    if path in doc.scalars:
+        return doc.scalars[path]
+    items = []
+    index = 0
+    while (*path, index) in doc.lines:
+        items.append(_written(doc, (*path, index)))
+        index += 1
+    return items if index or isinstance(_get(doc.data, path), list) else _get(doc.data, path)
+
+
+def _get(data: Any, path: Path) -> Any:
+    for part in path:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def parse(text: str, source: str = "routing.yaml") -> Routing:
-    """Validate YAML text and compile it. Raises ConfigError listing every problem."""
+    """Validate YAML text and compile it. Raises ConfigError listing every problem, in line order."""
     try:
-        # libyaml's safe loader when PyYAML was built with it (8x faster at start-up), else pure Python.
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "(unknown position)"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{source}: {where}: not valid YAML: {problem}"]) from None
+        doc = read(text)
+    except YAMLSyntaxError as exc:
+        raise ConfigError([f"{source}:{exc.line}: not valid YAML (column {exc.column}): {exc.problem}"]) from None
+    report = _Report(source, doc, [(line, "", sentence) for line, sentence in doc.problems])
+    raw = doc.data
     if not isinstance(raw, dict):
-        raise ConfigError([f"{source}: (top level): expected a mapping with queues and workstreams"])
-    try:
-        cfg = RoutingConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            [f"{source}: {_loc(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)]
-        ) from None
-    problems, workstreams = _check_references(cfg, source)
-    if problems:
-        raise ConfigError(problems)
-    by_number = {n: compiled for ws, compiled in zip(cfg.workstreams, workstreams, strict=True) for n in ws.numbers}
+        raise ConfigError([f"{source}:1: expected a mapping with queues and workstreams"])
+    for key in raw:
+        if key not in ("queues", "workstreams", "default_queue"):
+            report.add((key,), "", f"{key!r} is not a setting of a routing file (queues, workstreams, default_queue)")
+
+    queues_raw = raw.get("queues")
+    queues: dict[str, AnswerQueue | RedirectQueue | TransferQueue | RejectQueue] = {}
+    if not isinstance(queues_raw, dict) or not queues_raw:
+        report.add(("queues",), "", "queues is missing: a routing file needs at least one queue")
+        queues_raw = {}
+    for name, body in queues_raw.items():
+        queue = _validate(report, ("queues", name), f"queue {name!r}", lambda body=body: _QUEUE.validate_python(body))
+        if queue is not None:
+            queues[str(name)] = queue
+
+    workstreams_raw = raw.get("workstreams")
+    if not isinstance(workstreams_raw, list) or not workstreams_raw:
+        report.add(("workstreams",), "", "workstreams is missing: a routing file needs at least one workstream")
+        workstreams_raw = []
+    default_queue = raw.get("default_queue")
+    if default_queue is not None and not isinstance(default_queue, str):
+        report.add(("default_queue",), "", "default_queue must be the name of a queue")
+        default_queue = None
+    _queue_name(report, ("default_queue",), "", "default_queue", default_queue, queues_raw)
+
+    compiled: list[CompiledWorkstream] = []
+    by_number: dict[str, CompiledWorkstream] = {}
+    owner: dict[str, str] = {}
+    for i, body in enumerate(workstreams_raw):
+        name = body.get("name") if isinstance(body, dict) else None
+        place = f"workstream {name!r}" if isinstance(name, str) else f"workstream {i + 1}"
+        ws, repairs = _workstream(report, i, place, body)
+        if ws is None:
+            continue
+        built = _compile_workstream(report, i, ws, queues_raw, owner, repairs)
+        compiled.append(built)
+        by_number.update((number, built) for number in ws.numbers)
+    if report.found:
+        raise ConfigError(report.lines())
     return Routing(
         source=source,
-        queues=dict(cfg.queues),
-        workstreams=tuple(workstreams),
+        queues=queues,
+        workstreams=tuple(compiled),
         by_number=by_number,
-        default_queue=cfg.default_queue,
+        default_queue=default_queue,
     )
 
 
 __all__ = [
+    "CALL_VARIABLES",
     "OPERATORS",
+    "RESERVED_NAMES",
     "AnswerQueue",
     "CompiledRule",
     "CompiledWorkstream",
@@ -435,5 +718,6 @@ __all__ = [
     "RejectQueue",
     "Routing",
     "TransferQueue",
+    "compile_pattern",
     "parse",
 ]

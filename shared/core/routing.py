@@ -74,6 +74,16 @@ def first_match(rules: tuple[CompiledRule, ...], values: Mapping[str, Value]) ->
     return None
 
 
+def _call_values(call: IncomingCall) -> dict[str, Value]:
+    """caller and called: the E.164 number of a phone party, the raw id of any other."""
+    values: dict[str, Value] = {}
+    if call.caller is not None:
+        values["caller"] = call.caller.address
+    if call.called is not None:
+        values["called"] = call.called.address
+    return values
+
+
 def _queue_fields(routing: Routing, queue_name: str, rule: str) -> dict[str, Any]:
     """The Decision fields that send the call to a queue: its action and the action's parameters."""
     queue = routing.queues[queue_name]
@@ -161,7 +171,12 @@ def route(call: IncomingCall, routing: Routing) -> Decision:
     if errors:
         fields = _queue_fields(routing, ws.invalid_context_queue, RULE_INVALID_CONTEXT)
     else:
-        rule = first_match(ws.rules, ctx.values)
+        values = ctx.values
+        if ws.tests_the_call:
+            # The built-in variables (config.CALL_VARIABLES): an unreadable caller is absent, so a
+            # rule testing it does not match.
+            values = {**values, **_call_values(call)}
+        rule = first_match(ws.rules, values)
         if rule is None:
             fields = _queue_fields(routing, ws.fallback_queue, RULE_FALLBACK)
         else:

@@ -56,7 +56,10 @@ def _ordered(context: Mapping[str, str], order: Sequence[str]) -> list[str]:
 
 
 def _uui_for(values: dict[str, str], preferred: str, item_names: Mapping[str, str] | None) -> tuple[str, str] | None:
-    formats = [preferred] + (["hex"] if preferred == "plain" else [])
+    # The queue's format first; then the text forms that carry what it cannot: hex (any UTF-8, no
+    # ';' or edge whitespace), plain (percent-encodes anything). Avaya shared UUI holds items only.
+    fallbacks = [] if preferred == uui.AVAYA_SHARED else ["hex", "plain"]
+    formats = [preferred, *(f for f in fallbacks if f != preferred)]
     for fmt in formats:
         try:
             return uui.encode(values, fmt, item_names=item_names), fmt

@@ -16,6 +16,9 @@ from decimal import Decimal, InvalidOperation
 Value = str | int | Decimal | bool
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+#: A number as an IVR writes one: ASCII digits, a sign, a decimal point, an exponent. Python's
+#: Decimal alone would also take "1_000", "Infinity" and other scripts' digits ("٣").
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 _MAX_NUMBER_CHARS = 64  # keeps Decimal work bounded for hostile input
@@ -35,13 +38,12 @@ def convert(type_: str, text: str) -> Value:
             raise TypeMismatch
         if _INTEGER.fullmatch(stripped):
             return int(stripped)
-        try:
-            number = Decimal(stripped)
-        except InvalidOperation:
-            raise TypeMismatch from None
-        if not number.is_finite():  # NaN/Infinity are not numbers an IVR means
+        if not _DECIMAL.fullmatch(stripped):
             raise TypeMismatch
-        return number
+        try:
+            return Decimal(stripped)  # exact: 1.10 keeps its digits, no float rounding
+        except InvalidOperation:  # pragma: no cover - the pattern admits only what Decimal reads
+            raise TypeMismatch from None
     if type_ == "boolean":
         folded = stripped.lower()
         if folded in _TRUE:

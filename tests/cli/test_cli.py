@@ -193,8 +193,8 @@ def test_check_config_prints_a_summary_or_every_problem(tmp_path: Path) -> None:
     )
     code, _, err = run("check-config", str(bad))
     assert code == 1
-    assert f"{bad}: workstreams[0].rules[0].queue: unknown queue 'nope'" in err
-    assert f"{bad}: workstreams[0].fallback_queue: unknown queue 'gone'" in err
+    assert f"{bad}:38: workstream 'retail-ivr', rule 'vip-callers': queue 'nope' is not a queue" in err
+    assert f"{bad}:45: workstream 'retail-ivr': fallback_queue 'gone' is not a queue" in err
 
 
 def test_the_installed_console_script_runs() -> None:

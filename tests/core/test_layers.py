@@ -29,6 +29,7 @@ CORE_MAY_IMPORT = frozenset(
         "__future__",
         "base64",
         "collections",
+        "copy",
         "cryptography",
         "dataclasses",
         "datetime",

@@ -349,3 +349,52 @@ def test_a_trunk_in_service_provider_mode_still_delivers_its_context_with_a_warn
     assert (d.queue, d.rule, d.uui_form, d.errors) == ("agents", "fallback", "plain", ())
     assert d.context_text == {"Intent": "billing"}
     assert any(w.code == "uui_warning" and "service-provider mode" in w.message for w in d.warnings)
+
+
+CALLERS = """
+queues:
+  vip: {action: reject, reason: busy}
+  agents: {action: reject}
+workstreams:
+  - name: w
+    numbers: ["+14255550100", "8:acs:resource_user"]
+    context_variables: [{name: Intent}]
+    rules:
+      - {name: vip-callers, when: {caller: {in: ["+12065550777", "8:acs:resource_vip"]}}, queue: vip}
+      - {name: second-line, when: {called: {eq: "8:acs:resource_user"}}, queue: vip}
+    fallback_queue: agents
+"""
+
+
+def call_between(caller: object, to: str = "+14255550100") -> events.IncomingCall:
+    ev = copy.deepcopy(EG)
+    ev["data"]["to"] = {"rawId": to} if not to.startswith("+") else {"phoneNumber": {"value": to}}
+    if caller is None:
+        ev["data"].pop("from", None)
+    else:
+        ev["data"]["from"] = caller
+    ev["data"].pop("customContext", None)
+    return events.parse_events(ev)[0]
+
+
+@pytest.mark.parametrize(
+    ("caller", "to", "rule"),
+    [
+        (
+            {"kind": "phoneNumber", "rawId": "4:+12065550777", "phoneNumber": {"value": "+12065550777"}},
+            "+14255550100",
+            "vip-callers",
+        ),
+        ({"rawId": "4:+12065550777"}, "+14255550100", "vip-callers"),  # the E.164 number of a raw id
+        ({"kind": "communicationUser", "rawId": "8:acs:resource_vip"}, "+14255550100", "vip-callers"),
+        ({"phoneNumber": {"value": "+12065550000"}}, "+14255550100", "fallback"),
+        ({"phoneNumber": {"value": "+12065550000"}}, "8:acs:resource_user", "second-line"),
+        (None, "+14255550100", "fallback"),  # no caller: rules testing it do not match
+        ({}, "+14255550100", "fallback"),  # unreadable caller: the same, and never an error
+        ("anonymous", "+14255550100", "fallback"),
+    ],
+)
+def test_rules_on_the_caller_and_the_called_number(caller: object, to: str, rule: str) -> None:
+    d = routing.route(call_between(caller, to), config.parse(CALLERS))
+    assert d.rule == rule and d.errors == ()
+    assert "caller" not in d.context and "called" not in d.context_text  # not forwarded as context
