@@ -1,8 +1,7 @@
-"""Two ratios of the function app against what any implementation of the design must pay.
+"""The function app's handler against what any implementation of the design must pay.
 
-Run:  make bench ARGS=handler     ratio (a), handler overhead
-      make bench ARGS=cold        ratio (b), cold start to ready-to-answer
-      (or .venv/bin/python -m bench.handler [overhead|cold|both] [options])
+Run:  make bench ARGS=handler     handler overhead
+      (or .venv/bin/python -m bench.handler [options])
 
 (a) Handler overhead (target <= 1.10). One process, one loopback Call Automation emulator.
     A: the ``incoming_call`` function as the Functions worker invokes it: the event is decoded by
@@ -21,18 +20,7 @@ Run:  make bench ARGS=handler     ratio (a), handler overhead
     Logging is set up as the worker does it (root logger at INFO, every record formatted by a
     handler); ``--logging off`` leaves logging unconfigured.
 
-(b) Cold start (target <= 1.15). Fresh interpreters, run one at a time, interleaved:
-    A: ``import function_app``: settings read and checked, routing.yaml loaded and validated, the
-       Call Automation client created (that is what importing function_app does). The settings
-       point at a dummy loopback endpoint; nothing is contacted.
-    B: ``import azure.functions, azure.communication.callautomation, pydantic, yaml`` only.
-    Time is measured from spawning the interpreter until it reports ready on its stdout
-    (interpreter start-up included on both sides, teardown excluded). The in-process import time
-    is reported too. Diagnostics, not part of the ratio: C imports the dependencies first, then
-    function_app, splitting A into the dependencies' share and ours; D imports the dependencies and
-    puts them to their least use (pydantic's BaseModel, Field and validators, which ``import
-    pydantic`` alone does not load; azure-core's requests transport, which creating any Call
-    Automation client loads).
+The cold start is measured as deployed by bench/cold.py (make bench ARGS=cold).
 """
 
 from __future__ import annotations
@@ -43,7 +31,6 @@ import functools
 import gc
 import json
 import logging
-import os
 import random
 import statistics
 import sys
@@ -51,8 +38,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from bench.spawn import interleaved, until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,119 +226,14 @@ def print_overhead(r: dict[str, Any]) -> bool:
     return ok
 
 
-# --------------------------------------------------------------------------------------------------
-# (b) cold start
-
-_READY = "import time as _t\n_s = _t.perf_counter()\n{imports}\n_e = _t.perf_counter()\n"
-CHILDREN = {
-    "A": _READY.format(imports="import function_app")
-    + "from shared import app\n"
-    + "assert app.current().actions.client is not None\n"
-    + "print(f'ready {_e - _s:.6f}', flush=True)\n",
-    "B": _READY.format(imports="import azure.functions, azure.communication.callautomation, pydantic, yaml")
-    + "print(f'ready {_e - _s:.6f}', flush=True)\n",
-    # Diagnostic: the dependencies first, then function_app on top of them.
-    "C": _READY.format(imports="import azure.functions, azure.communication.callautomation, pydantic, yaml")
-    + "import function_app\n"
-    + "_f = _t.perf_counter()\n"
-    + "print(f'ready {_e - _s:.6f} {_f - _e:.6f}', flush=True)\n",
-    # Diagnostic: the dependencies put to their least use. ``import pydantic`` alone loads almost
-    # nothing (pydantic 2 imports lazily): a validated model needs BaseModel, Field and validators.
-    # Creating any CallAutomationClient loads azure-core's requests transport (requests, urllib3).
-    "D": _READY.format(
-        imports="import azure.functions, azure.communication.callautomation, pydantic, yaml\n"
-        "from pydantic import BaseModel, Field, field_validator, model_validator\n"
-        "from azure.core.pipeline.transport import RequestsTransport"
-    )
-    + "print(f'ready {_e - _s:.6f}', flush=True)\n",
-}
-
-
-def cold_env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ACS_", "HANDOFF_", "AZURE_", "APPLICATIONINSIGHTS_", "PYTHONPROFILE"))
-    }
-    env.update(
-        {
-            "ACS_ENDPOINT": "http://127.0.0.1:9",  # the discard port: a dummy, never contacted
-            "ACS_ACCESS_KEY": "ZHVtbXktYWNjZXNzLWtleS1mb3ItdGhlLWNvbGQtc3RhcnQ=",
-            "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
-            "HANDOFF_CALLBACK_URL": "http://127.0.0.1:9/api/callbacks",
-            "HANDOFF_CONTEXT_KEY": "0123456789abcdef0123456789abcdef-bench-only",
-            "HANDOFF_OPENID_CONFIG_URL": "http://127.0.0.1:9/calling/.well-known/acsopenidconfiguration",
-            "HANDOFF_CONFIG": "routing.yaml",
-        }
-    )
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-def spawn(side: str, env: dict[str, str]) -> tuple[float, list[float]]:
-    """(ms from spawn to ready, the child's own timings in ms)."""
-    elapsed_ms, words = until_ready(CHILDREN[side], env, side)
-    return elapsed_ms, [float(x) * 1000 for x in words]
-
-
-def cold(runs: int = 25, warmup: int = 3, seed: int = 2) -> dict[str, Any]:
-    env = cold_env()
-    results = interleaved(CHILDREN, lambda side: spawn(side, env), runs, warmup, seed)
-    wall = {s: [w for w, _ in r] for s, r in results.items()}
-    inner = {s: [own for _, own in r] for s, r in results.items()}
-    med = {s: statistics.median(v) for s, v in wall.items()}
-    result: dict[str, Any] = {
-        "runs": runs,
-        "wall": {s: summary(v) for s, v in wall.items()},
-        "import_ms": {s: statistics.median(x[0] for x in v) for s, v in inner.items()},
-        "c_ours_ms": statistics.median(x[1] for x in inner["C"]),
-        "ratio": med["A"] / med["B"],
-        "ratio_d": med["A"] / med["D"],
-        "d_over_b": med["D"] / med["B"],
-        "import_ratio": statistics.median(x[0] for x in inner["A"]) / statistics.median(x[0] for x in inner["B"]),
-        "paired_ratio": statistics.median(a / b for a, b in zip(wall["A"], wall["B"], strict=True)),
-    }
-    return result
-
-
-def print_cold(r: dict[str, Any]) -> bool:
-    print(f"cold start: {r['runs']} fresh interpreters per side, interleaved, Python {sys.version.split()[0]}")
-    print(f"{'side':52} {'p50 ms':>8} {'min ms':>8} {'import ms':>10}")
-    labels = {
-        "A": "A import function_app (ready to answer)",
-        "B": "B import the four runtime dependencies only",
-        "C": "C (diagnostic) dependencies, then function_app",
-        "D": "D (diagnostic) dependencies put to least use",
-    }
-    for side, label in labels.items():
-        w = r["wall"][side]
-        print(f"{label:52} {w['p50']:8.1f} {w['min']:8.1f} {r['import_ms'][side]:10.1f}")
-    ok = bool(r["ratio"] <= COLD_TARGET)
-    verdict = "PASS" if ok else "FAIL"
-    print(f"ratio A/B of medians (spawn -> ready): {r['ratio']:.3f}   (target <= {COLD_TARGET}: {verdict})")
-    print(f"ratio A/B of medians (in-process import time only): {r['import_ratio']:.3f}")
-    print(f"median of per-round A/B ratios: {r['paired_ratio']:.3f}")
-    print(f"diagnostic C: dependencies {r['import_ms']['C']:.1f} ms, then function_app on top {r['c_ours_ms']:.1f} ms")
-    print(f"diagnostic D: D/B of medians {r['d_over_b']:.3f}; A/D of medians {r['ratio_d']:.3f}")
-    return ok
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.handler", description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", nargs="?", choices=["overhead", "cold", "both"], default="both")
-    parser.add_argument("--rounds", type=int, default=2000, help="measured rounds of (a), each side once per round")
-    parser.add_argument("--warmup", type=int, default=200, help="warm-up rounds of (a)")
-    parser.add_argument("--logging", choices=["worker", "off"], default="worker", help="logging set-up for (a)")
-    parser.add_argument("--runs", type=int, default=25, help="fresh interpreters per side for (b)")
+    parser.add_argument("which", nargs="?", choices=["overhead"], default="overhead")
+    parser.add_argument("--rounds", type=int, default=2000, help="measured rounds, each side once per round")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up rounds")
+    parser.add_argument("--logging", choices=["worker", "off"], default="worker", help="logging set-up")
     args = parser.parse_args(argv)
-    ok = True
-    if args.which in ("overhead", "both"):
-        ok &= print_overhead(overhead(args.rounds, args.warmup, args.logging))
-    if args.which in ("cold", "both"):
-        if args.which == "both":
-            print()
-        ok &= print_cold(cold(args.runs))
-    return 0 if ok else 1
+    return 0 if print_overhead(overhead(args.rounds, args.warmup, args.logging)) else 1
 
 
 if __name__ == "__main__":

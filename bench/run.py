@@ -2,7 +2,7 @@
 
     make bench ARGS=core       decode + map + route per event (bench/core.py)
     make bench ARGS=handler    ratio (a): handler overhead vs a bare answer_call (bench/handler.py)
-    make bench ARGS=cold       ratio (b): cold start vs importing the runtime dependencies (bench/handler.py)
+    make bench ARGS=cold       cold first answer as deployed, telemetry off and on (bench/cold.py)
     make bench ARGS=load       bounded load test on loopback (bench/load.py)
     make bench ARGS=all        those four, one after the other (the default)
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMANDS: dict[str, list[str]] = {
     "core": ["-m", "bench.core"],
     "handler": ["-m", "bench.handler", "overhead"],
-    "cold": ["-m", "bench.handler", "cold"],
+    "cold": ["-m", "bench.cold"],
     "load": ["-m", "bench.load"],
 }
 

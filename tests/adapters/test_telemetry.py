@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -182,6 +183,29 @@ def test_one_incoming_call_span_per_delivery_with_its_routing(run: Run) -> None:
             float(span[f"handoff.{key}"])  # numbers, as strings
 
 
+def test_the_first_call_did_not_wait_for_the_exporter_and_is_exported_with_its_true_times(run: Run) -> None:
+    first = run.report["first"]
+    assert first["exporter_ready_when_answered"] is False  # answered before OpenTelemetry was set up
+    [span] = [
+        e
+        for e in run.requests(names.SPAN_INCOMING_CALL)
+        if props(e)["handoff.event_id"] == run.calls("first")["event_id"]
+    ]
+    started = datetime.fromisoformat(span["time"].replace("Z", "+00:00")).timestamp() * 1e9
+    h, m, rest = data(span)["duration"].split(".", 1)[1].split(":")
+    duration_ns = (int(h) * 3600 + int(m) * 60 + float(rest)) * 1e9
+    # Its own time, not the time it was exported: inside the driver's post, and no longer than it.
+    assert first["posted_ns"] - 2e6 <= started <= first["answered_ns"]
+    assert 0 < duration_ns <= first["answered_ns"] - first["posted_ns"] + 2e6
+    p = props(span)
+    assert (p["handoff.queue"], p["handoff.rule"], p["handoff.outcome"]) == ("agents", "fallback", "done")
+    [attempt] = [d for d in run.of(DEPENDENCY) if d["tags"]["ai.operation.id"] == span["tags"]["ai.operation.id"]]
+    assert data(attempt)["name"] == "POST /calling/callConnections:answer" and data(attempt)["resultCode"] == "200"
+    [record] = [m for m in run.of(MESSAGE) if props(m).get("handoff.event_id") == run.calls("first")["event_id"]]
+    assert record["tags"]["ai.operation.id"] == span["tags"]["ai.operation.id"]  # correlated to its span
+    assert ACCOUNT not in json.dumps([span, attempt, record]) and PIN not in json.dumps([span, attempt, record])
+
+
 def test_incoming_call_span_success_timings_and_retries(run: Run) -> None:
     spans = {
         (props(e)["handoff.event_id"], props(e)["handoff.outcome"]): e for e in run.requests("handoff.incoming_call")
@@ -326,7 +350,7 @@ def test_one_log_record_per_call_with_its_correlation_and_level(run: Run) -> Non
         assert data(record)["severityLevel"] == level, sent["name"]
         # The record belongs to the call's request: same operation, the span as parent.
         request = requests[(sent["event_id"], outcome)]
-        assert record["tags"]["ai.operation.id"] == request["tags"]["ai.operation.id"]
+        assert record["tags"]["ai.operation.id"] == request["tags"]["ai.operation.id"], sent["name"]
         assert record["tags"]["ai.operation.parentId"] == data(request)["id"]
     # Records logged during a callback carry the call's correlation fields too.
     failing = run.calls("transfer-fails")

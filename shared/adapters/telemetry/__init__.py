@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 from azure.core.pipeline.policies import HTTPPolicy
 
 from shared.adapters.telemetry.configure import configure, entra_client_id, exporter_options, flush, state
-from shared.adapters.telemetry.logs import flatten
-from shared.adapters.telemetry.spans import HandledCall
+from shared.adapters.telemetry.logs import current_scope, flatten
+from shared.adapters.telemetry.spans import HandledCall, call_ids, callback_attributes
 from shared.core.callback_flow import CallbackEvent, CallbackResult
 from shared.core.events import IncomingCall
 
@@ -30,19 +30,26 @@ _H = TypeVar("_H", bound=HandledCall)
 
 
 def enabled() -> bool:
-    return state.runtime is not None
+    """True when telemetry is on: configured, or about to be (deferred.py)."""
+    return state.runtime is not None or state.deferred is not None
 
 
 def incoming_call(call: IncomingCall, run: Callable[[], _H]) -> _H:
     """``run()`` handles the call: one ``handoff.incoming_call`` span around it, and the call metrics."""
     runtime = state.runtime
-    return run() if runtime is None else runtime.incoming_call(call, run)
+    if runtime is not None:
+        return runtime.incoming_call(call, run)
+    deferred = state.deferred
+    return run() if deferred is None else deferred.run(call, call_ids(call), run)
 
 
 def callback(event: CallbackEvent, run: Callable[[], CallbackResult]) -> CallbackResult:
     """``run()`` handles the callback event: one ``handoff.callback`` span around it, and its metrics."""
     runtime = state.runtime
-    return run() if runtime is None else runtime.callback(event, run)
+    if runtime is not None:
+        return runtime.callback(event, run)
+    deferred = state.deferred
+    return run() if deferred is None else deferred.run(event, callback_attributes(event)[0], run)
 
 
 def callback_rejected(reason: str) -> None:
@@ -50,21 +57,29 @@ def callback_rejected(reason: str) -> None:
     runtime = state.runtime
     if runtime is not None:
         runtime.metrics.callback_rejected(reason)
+    elif state.deferred is not None:
+        state.deferred.rejections[reason] += 1
 
 
 class CallAutomationAttempts(HTTPPolicy):  # type: ignore[type-arg]
     """azure-core per-retry policy: a dependency span per Call Automation attempt, and the retry count."""
 
     def send(self, request: Any) -> Any:
+        deferred = state.deferred
+        scope = current_scope.get()
+        if deferred is not None and scope is not None and scope.recorded is not None:
+            # A call that began before the exporter was ready: all of its attempts are recorded
+            # with it, even those sent after the switch, so its export is whole.
+            return deferred.attempt(self.next, request)
         runtime = state.runtime
-        if runtime is None:
-            return self.next.send(request)
-        return runtime.attempt(self.next, request)
+        if runtime is not None:
+            return runtime.attempt(self.next, request)
+        return self.next.send(request) if deferred is None else deferred.attempt(self.next, request)
 
 
 def call_automation_policies() -> list[HTTPPolicy]:  # type: ignore[type-arg]
     """``per_retry_policies`` for the Call Automation client: none when telemetry is off."""
-    return [CallAutomationAttempts()] if state.runtime is not None else []
+    return [CallAutomationAttempts()] if enabled() else []
 
 
 __all__ = [

@@ -9,6 +9,7 @@ being handled on this thread, and drops exception text (it may quote input).
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ class Scope:
     correlation: dict[str, str]
     retries: int = 0
     answered_at: float | None = None  # wall clock when Call Automation last answered (any status)
+    #: Before the exporter is ready: where the call's attempts and log records are kept (deferred.py).
+    recorded: Any = None
 
 
 current_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("handoff_telemetry_scope", default=None)
@@ -88,3 +91,20 @@ def record_processor() -> Any:
             return True
 
     return HandoffFields()
+
+
+def exporter_handlers() -> list[logging.Handler]:
+    """The exporter's log handlers on the ``handoff`` logger (OpenTelemetry's LoggingHandler: the
+    distro installs opentelemetry-instrumentation-logging's, not the SDK's, so match by origin)."""
+    return [
+        h
+        for h in logging.getLogger("handoff").handlers
+        if type(h).__name__ == "LoggingHandler" and type(h).__module__.startswith("opentelemetry")
+    ]
+
+
+def emit_to_exporter(record: logging.LogRecord) -> None:
+    """Hand a record kept before the exporter was ready to the exporter's handler on the ``handoff``
+    logger, as it would have been handed live (its own time; the current span, if any)."""
+    for handler in exporter_handlers():
+        handler.handle(record)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from shared.adapters.telemetry import names as n
-from shared.adapters.telemetry.logs import Scope, current_scope
+from shared.adapters.telemetry.deferred import Attempt, Recorded
+from shared.adapters.telemetry.logs import Scope, current_scope, emit_to_exporter
 from shared.adapters.telemetry.metrics import Instruments
 from shared.core.callback_flow import CallbackEvent, CallbackResult
 from shared.core.decision import ActionResult, Decision, Outcome
@@ -62,11 +63,7 @@ class Runtime:
     # -- IncomingCall ------------------------------------------------------------------------
 
     def incoming_call(self, call: IncomingCall, run: Callable[[], _H]) -> _H:
-        ids = {
-            n.EVENT_ID: call.event_id,
-            n.CORRELATION_ID: call.correlation_id or "",
-            n.SERVER_CALL_ID: call.server_call_id or "",
-        }
+        ids = call_ids(call)
         scope = Scope(correlation=ids)
         started = time.time()
         return self._in_span(
@@ -122,22 +119,7 @@ class Runtime:
     # -- callbacks ---------------------------------------------------------------------------
 
     def callback(self, event: CallbackEvent, run: Callable[[], CallbackResult]) -> CallbackResult:
-        op = event.operation_context
-        # Ids and routing names only: the operation context also carries the context values.
-        picked = {
-            n.EVENT_ID: event.event_id,
-            n.CORRELATION_ID: (op.correlation_id if op else None) or event.correlation_id,
-            n.SERVER_CALL_ID: event.server_call_id,
-            n.CALL_CONNECTION_ID: event.call_connection_id,
-        }
-        ids = {k: v for k, v in picked.items() if v}
-        attributes: dict[str, str] = {**ids, n.CALLBACK_TYPE: event.kind}
-        if op is not None:
-            for key, value in ((n.QUEUE, op.queue), (n.WORKSTREAM, op.workstream), (n.TRANSFER_ATTEMPT, op.attempt)):
-                if value is not None:
-                    attributes[key] = str(value)
-        if event.result_code is not None or event.result_sub_code is not None:
-            attributes[n.RESULT_CODE] = f"{event.result_code}/{event.result_sub_code}"
+        ids, attributes = callback_attributes(event)
         return self._in_span(
             n.SPAN_CALLBACK,
             attributes,
@@ -196,30 +178,14 @@ class Runtime:
         number = int(context.get("handoff.attempt", 0)) + 1
         context["handoff.attempt"] = number
         http = request.http_request
-        method = str(http.method).upper()
-        parts = urlsplit(http.url)
-        operation = _operation(method, parts.path)
+        name, attributes, operation = attempt_attributes(str(http.method), http.url, number)
         scope = current_scope.get()
         if number > 1:
             self.metrics.retry(operation, context.get("handoff.last_result", "unknown"))
             if scope is not None:
                 scope.retries += 1
-        # The connection id is templated out of the name (one dependency name per operation).
-        path = _CONNECTION_PATH.sub("/callConnections/{callConnectionId}", parts.path)
-        default_port = 443 if parts.scheme == "https" else 80
-        attributes: dict[str, str | int] = {
-            "http.request.method": method,
-            "url.full": f"{parts.scheme}://{parts.netloc}{path}",
-            "server.address": parts.hostname or "",
-            "server.port": parts.port or default_port,
-            n.CA_OPERATION: operation,
-            n.CA_ATTEMPT: number,
-        }
-        found = _CONNECTION_PATH.search(parts.path)
-        if found:
-            attributes[n.CALL_CONNECTION_ID] = found.group(1)
         with self.tracer.start_as_current_span(
-            f"{method} {path}",
+            name,
             kind=self.CLIENT,
             attributes=attributes,
             record_exception=False,
@@ -233,19 +199,135 @@ class Runtime:
                 raise
             code = int(response.http_response.status_code)
             context["handoff.last_result"] = str(code)
-            span.set_attribute("http.response.status_code", code)
-            if code >= 400:
-                span.set_attribute("error.type", str(code))
-                span.set_status(self.Status(self.ERROR, f"HTTP {code}"))
+            self._answered(span, code)
             if scope is not None:
                 scope.answered_at = time.time()
             return response
+
+    def _answered(self, span: Span, code: int) -> None:
+        span.set_attribute("http.response.status_code", code)
+        if code >= 400:
+            span.set_attribute("error.type", str(code))
+            span.set_status(self.Status(self.ERROR, f"HTTP {code}"))
+
+    # -- what happened before telemetry was configured (deferred.py), with its true times ------
+
+    def replay(self, recorded: Recorded) -> None:
+        """A call or a callback handled before OpenTelemetry was ready, exported now with the times
+        it really had: its span, its Call Automation attempts as child spans, its metrics and the
+        log records it wrote (correlated to its span)."""
+        from opentelemetry import trace
+
+        if isinstance(recorded.subject, CallbackEvent):
+            ids, attributes = callback_attributes(recorded.subject)
+            name = n.SPAN_CALLBACK
+        else:
+            ids = attributes = call_ids(recorded.subject)
+            name = n.SPAN_INCOMING_CALL
+        span = self.tracer.start_span(
+            name,
+            kind=self.CONSUMER,
+            attributes=attributes,
+            start_time=recorded.start_ns,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        scope = Scope(correlation=ids, retries=max(0, len(recorded.attempts) - 1))
+        token = current_scope.set(scope)
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                for attempt in recorded.attempts:
+                    self._replay_attempt(attempt)
+                    scope.answered_at = attempt.end_ns / 1e9
+                if recorded.error is not None:
+                    span.set_attribute("error.type", recorded.error)
+                    span.set_status(self.Status(self.ERROR, recorded.error))
+                elif isinstance(recorded.subject, CallbackEvent):
+                    self._record_callback(span, recorded.result)
+                else:
+                    self._record_call(span, recorded.subject, recorded.result, scope, recorded.start_ns / 1e9)
+                for record in recorded.records:
+                    emit_to_exporter(record)
+        finally:
+            current_scope.reset(token)
+            span.end(end_time=recorded.end_ns)
+
+    def _replay_attempt(self, attempt: Attempt) -> None:
+        name, attributes, operation = attempt_attributes(attempt.method, attempt.url, attempt.number)
+        if attempt.number > 1:
+            self.metrics.retry(operation, attempt.after)
+        span = self.tracer.start_span(
+            name,
+            kind=self.CLIENT,
+            attributes=attributes,
+            start_time=attempt.start_ns,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        if attempt.status is not None:
+            self._answered(span, attempt.status)
+        else:
+            span.set_attribute("error.type", attempt.error or "error")
+            span.set_status(self.Status(self.ERROR, attempt.error or "error"))
+        span.end(end_time=attempt.end_ns)
 
     def _failed(self, span: Span, exc: BaseException) -> None:
         """The exception's type only: its message may quote what it failed on."""
         name = type(exc).__name__
         span.set_attribute("error.type", name)
         span.set_status(self.Status(self.ERROR, name))
+
+
+def call_ids(call: IncomingCall) -> dict[str, str]:
+    """The ids every record of an IncomingCall carries."""
+    return {
+        n.EVENT_ID: call.event_id,
+        n.CORRELATION_ID: call.correlation_id or "",
+        n.SERVER_CALL_ID: call.server_call_id or "",
+    }
+
+
+def callback_attributes(event: CallbackEvent) -> tuple[dict[str, str], dict[str, str]]:
+    """(the ids every record of the callback carries, the span's attributes): ids and routing names
+    only, never the context values the operation context also carries."""
+    op = event.operation_context
+    picked = {
+        n.EVENT_ID: event.event_id,
+        n.CORRELATION_ID: (op.correlation_id if op else None) or event.correlation_id,
+        n.SERVER_CALL_ID: event.server_call_id,
+        n.CALL_CONNECTION_ID: event.call_connection_id,
+    }
+    ids = {k: v for k, v in picked.items() if v}
+    attributes: dict[str, str] = {**ids, n.CALLBACK_TYPE: event.kind}
+    if op is not None:
+        for key, value in ((n.QUEUE, op.queue), (n.WORKSTREAM, op.workstream), (n.TRANSFER_ATTEMPT, op.attempt)):
+            if value is not None:
+                attributes[key] = str(value)
+    if event.result_code is not None or event.result_sub_code is not None:
+        attributes[n.RESULT_CODE] = f"{event.result_code}/{event.result_sub_code}"
+    return ids, attributes
+
+
+def attempt_attributes(method: str, url: str, number: int) -> tuple[str, dict[str, str | int], str]:
+    """(span name, attributes, operation) of one Call Automation HTTP attempt. The connection id is
+    templated out of the name: one dependency name per operation."""
+    method = method.upper()
+    parts = urlsplit(url)
+    operation = _operation(method, parts.path)
+    path = _CONNECTION_PATH.sub("/callConnections/{callConnectionId}", parts.path)
+    default_port = 443 if parts.scheme == "https" else 80
+    attributes: dict[str, str | int] = {
+        "http.request.method": method,
+        "url.full": f"{parts.scheme}://{parts.netloc}{path}",
+        "server.address": parts.hostname or "",
+        "server.port": parts.port or default_port,
+        n.CA_OPERATION: operation,
+        n.CA_ATTEMPT: number,
+    }
+    found = _CONNECTION_PATH.search(parts.path)
+    if found:
+        attributes[n.CALL_CONNECTION_ID] = found.group(1)
+    return f"{method} {path}", attributes, operation
 
 
 def _operation(method: str, path: str) -> str:
