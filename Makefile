@@ -13,7 +13,7 @@ ARM_VENV   := .venv-arm
 ARM_STAMP  := $(ARM_VENV)/.installed
 ARM_MODELS := $(ARM_VENV)/arm-models.json
 
-.PHONY: run test lint typecheck pytest infra-check arm-models arm-check bench package numbers clean
+.PHONY: run test lint typecheck pytest infra-check arm-models arm-check sipp bench package numbers clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "Installing Handoff's dependencies into $(VENV) (about a minute on the first run)..."
@@ -33,8 +33,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy shared functions function_app.py local bench
 
-pytest: $(STAMP) $(ARM_MODELS)
+pytest: $(STAMP) $(ARM_MODELS) sipp
 	$(VENV)/bin/pytest
+
+# SIPp, the SIP traffic generator (Debian package sip-tester): the real SIP peer that
+# tests/cli/test_listen.py points at `handoff listen`. Installed once, as root or through sudo;
+# the package lists are refreshed only when the install cannot find the package without it.
+# apt's output is kept in a log and shown only when the install fails.
+sipp:
+	@command -v sipp >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then as_root=""; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then as_root="sudo -n"; \
+	  else echo "make sipp: SIPp is not installed; install the package sip-tester as root (apt-get install sip-tester)" >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "make sipp: no apt-get here; install SIPp (package sip-tester) so that 'sipp' is on PATH" >&2; exit 1; }; \
+	  echo "make sipp: installing sip-tester"; \
+	  log=$$(mktemp); install="$$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sip-tester"; \
+	  $$install >"$$log" 2>&1 || { $$as_root apt-get update -qq >>"$$log" 2>&1 && $$install >>"$$log" 2>&1; } \
+	    || { cat "$$log" >&2; rm -f "$$log"; echo "make sipp: could not install sip-tester" >&2; exit 1; }; \
+	  rm -f "$$log"; \
+	  command -v sipp >/dev/null 2>&1 || { echo "make sipp: sip-tester is installed but sipp is not on PATH" >&2; exit 1; }; \
+	}
 
 # Offline Bicep checks. checkov pins many packages of its own, so it lives in its own venv,
 # at a pinned version; it runs with --skip-download and no Bridgecrew/Prisma API key, so it

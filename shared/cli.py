@@ -1,32 +1,37 @@
-"""The ``handoff`` command: test an IVR's headers and a routing configuration before go-live.
+"""The handoff command: test an IVR's headers and a routing configuration before go-live.
 
-    handoff decode VALUE [--json] [--profile avaya-shared [--item C8=UserData]]
-                                                  how a User-to-User value decodes
-    handoff encode --format plain|hex|pd4|avaya-shared K=V...
-                                                  build a User-to-User value (or positional values)
-    handoff route --config FILE EVENT.json        the Decision for a saved IncomingCall
-    handoff check-config FILE                     validate a routing configuration
-    handoff hash VARIABLE [VALUE]                 the keyed hash telemetry shows for a sensitive value
+    handoff decode VALUE|HEADERS|INVITE|- [--file F] [--json] [--profile avaya-shared [--item C8=UserData]]
+                                                                how User-to-User and X- headers decode
+    handoff encode --format plain|hex|pd4|avaya-shared ITEM...  build a User-to-User value
+    handoff route [--config F] EVENT|INVITE|-                   the decision for a saved call
+    handoff route [--config F] --to NUMBER [--from N] [--uui V] [--header 'X-Name: v']...
+    handoff listen [--port 5060] [--config F]                   a SIP probe: prove the SBC passes UUI
+    handoff check-config FILE                                   validate a routing configuration
+    handoff numbers [--config F]                                the called numbers the Event Grid filter admits
+    handoff hash VARIABLE [VALUE]                               the keyed hash telemetry shows
     handoff --version
 
 Exit status: 0 success, 1 the input was understood but is invalid (undecodable value, bad
-configuration, unreadable event), 2 usage errors. Sensitive context values are masked unless
-``--reveal`` is given.
+configuration, unreadable event, fewer INVITEs than --count), 2 usage errors. Sensitive context
+values are masked unless --reveal is given. Everything printed goes through visible(): a control
+character from the input is shown as an escape, never passed to the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import ipaddress
 import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, cast
+from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
 from shared.adapters import settings
-from shared.core import config, events, redaction, routing, uui
+from shared.core import acs, config, events, redaction, routing, sip, uui
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -116,43 +121,194 @@ def _item_names(args: argparse.Namespace, avaya_shared: bool, option: str, err: 
         return None
 
 
-def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+#: The most text decode and route read from a file or standard input: a pasted SIP trace is a few
+#: kilobytes; a bigger input is a mistake (a capture file), not a message.
+MAX_INPUT_BYTES = 1024 * 1024
+
+
+def _read_input(source: str, stdin: TextIO, err: TextIO, command: str) -> str | None:
+    """The text of a file, or of standard input for ``-``; None after a message on err."""
+    text: str
+    if source == "-":
+        binary: BinaryIO | None = getattr(stdin, "buffer", None)  # the real stdin: bytes, so decoding cannot fail
+        if binary is not None:
+            raw = binary.read(MAX_INPUT_BYTES + 1)
+            text, size = raw.decode("utf-8", "surrogateescape"), len(raw)
+        else:
+            text = stdin.read(MAX_INPUT_BYTES + 1)
+            size = len(text.encode("utf-8", "surrogateescape"))
+    else:
+        try:
+            with open(source, "rb") as fh:
+                raw = fh.read(MAX_INPUT_BYTES + 1)
+        except OSError as exc:
+            err.write(f"handoff {command}: cannot read {source}: {exc.strerror}\n")
+            return None
+        # Undecodable bytes stay visible as \udcXX escapes rather than failing the whole file.
+        text, size = raw.decode("utf-8", "surrogateescape"), len(raw)
+    if size > MAX_INPUT_BYTES:
+        where = "standard input" if source == "-" else source
+        err.write(f"handoff {command}: {where} is over {MAX_INPUT_BYTES // 1024} KiB; paste the SIP message only\n")
+        return None
+    return text.removeprefix("\ufeff")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+_HEX_DATA = re.compile(r"(?:0[xX])?(?:[0-9A-Fa-f]{2})+")
+
+
+def _hex_hint(value: str, result: dict[str, Any], args: argparse.Namespace, names: dict[str, str]) -> str | None:
+    """A hint when a bare run of hex digits (no ;encoding=hex, no ;pd=) read as plain text but is
+    valid hex text: the codec never guesses hex, so the workstream has to say so."""
+    if args.default_encoding != "plain" or not result["ok"] or result["params"] or result["encoding"] != "plain":
+        return None
+    if _HEX_DATA.fullmatch(value.strip()) is None:
+        return None
+    as_hex = uui.report(
+        value, max_length=args.max_length, default_encoding="hex", profile=args.profile, item_names=names
+    )
+    if not as_hex["ok"]:
+        return None
+    return (
+        "hint: this is all hex digits with no ;encoding=hex or ;pd= parameter, so it reads as plain text "
+        "(hex is never guessed); if the IVR sends hex this way, try --default-encoding hex "
+        "(in routing.yaml: uui.default_encoding: hex)"
+    )
+
+
+def _write_report(result: dict[str, Any], out: TextIO, positional_names: list[str], indent: str = "") -> None:
+    """The text form of one ``uui.report``."""
+    if not result["ok"]:
+        error = result["error"]
+        out.write(f"{indent}cannot decode ({error['kind']}): {error['message']}\n")
+        return
+    out.write(f"{indent}encoding: {result['encoding']}\n")
+    if result["pd"] is not None:
+        out.write(f"{indent}protocol discriminator: {result['pd']}\n")
+    if result["params"]:
+        out.write(f"{indent}parameters: " + ", ".join(f"{k}={v}" for k, v in result["params"].items()) + "\n")
+    if result["items"] is not None:
+        out.write(f"{indent}Avaya shared UUI: {len(result['items'])} item(s)\n")
+        for item in result["items"]:
+            out.write(f"{indent}  {item['id']} ({item['length']} bytes) {item['name']} = {item['value']}\n")
+    else:
+        out.write(f"{indent}text: {result['text']}\n")
+        if result["pairs"] is not None:
+            for key, value in result["pairs"].items():
+                out.write(f"{indent}  {key} = {value}\n")
+    if result["positional"] is not None:
+        for i, value in enumerate(result["positional"], 1):
+            name = f"{positional_names[i - 1]} = " if i <= len(positional_names) else ""
+            out.write(f"{indent}  [{i}] {name}{value}\n")
+    for warning in result["warnings"]:
+        out.write(f"{indent}warning: {warning}\n")
+
+
+def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     names = _item_names(args, args.profile == uui.AVAYA_SHARED, "--profile", err)
     if names is None:
         return EXIT_USAGE
-    result = uui.report(
-        args.value,
-        max_length=args.max_length,
-        default_encoding=args.default_encoding,
-        profile=args.profile,
-        item_names=names,
-    )
-    if args.json:
-        _print_json(result, out)
-    elif result["ok"]:
-        out.write(f"encoding: {result['encoding']}\n")
-        if result["pd"] is not None:
-            out.write(f"protocol discriminator: {result['pd']}\n")
-        if result["params"]:
-            out.write("parameters: " + ", ".join(f"{k}={v}" for k, v in result["params"].items()) + "\n")
-        if result["items"] is not None:
-            out.write(f"Avaya shared UUI: {len(result['items'])} item(s)\n")
-            for item in result["items"]:
-                out.write(f"  {item['id']} ({item['length']} bytes) {item['name']} = {item['value']}\n")
+    if (args.value is None) == (args.file is None):
+        err.write("handoff decode: give one of VALUE, - (standard input) or --file FILE\n")
+        return EXIT_USAGE
+    text = args.value
+    if args.file is not None or text == "-":
+        text = _read_input(args.file or "-", stdin, err, "decode")
+        if text is None:
+            return EXIT_INVALID
+    positional_names = _names(args.positional or "")
+
+    def decode_one(value: str) -> dict[str, Any]:
+        result = uui.report(
+            value, max_length=args.max_length, default_encoding=args.default_encoding, profile=args.profile,
+            item_names=names,
+        )  # fmt: skip
+        if args.positional is not None:
+            result["positional_names"] = positional_names
+        return result
+
+    if not sip.looks_like_headers(text):
+        result = decode_one(text)
+        hint = _hex_hint(text, result, args, names)
+        if args.json:
+            _print_json(result, out)
         else:
-            out.write(f"text: {result['text']}\n")
-            if result["pairs"] is not None:
-                for key, value in result["pairs"].items():
-                    out.write(f"  {key} = {value}\n")
-        if result["positional"] is not None:
-            for i, value in enumerate(result["positional"], 1):
-                out.write(f"  [{i}] {value}\n")
-        for warning in result["warnings"]:
-            out.write(f"warning: {warning}\n")
-    else:
-        error = result["error"]
-        out.write(f"cannot decode ({error['kind']}): {error['message']}\n")
-    return EXIT_OK if result["ok"] else EXIT_INVALID
+            _write_report(result, out, positional_names)
+            if hint:
+                out.write(hint + "\n")
+        return EXIT_OK if result["ok"] else EXIT_INVALID
+    return _decode_headers(sip.read_pasted(text), decode_one, args, names, out)
+
+
+def _decode_headers(
+    messages: list[sip.SipMessage],
+    decode_one: Callable[[str], dict[str, Any]],
+    args: argparse.Namespace,
+    names: dict[str, str],
+    out: TextIO,
+) -> int:
+    """Pasted header lines or SIP messages: the User-to-User and X- headers of each request."""
+    requests = [m for m in messages if m.status is None]  # responses carry no caller's context
+    views: list[dict[str, Any]] = []
+    for message in requests:
+        headers = sip.context_headers(message)
+        found = events.find_uui(headers)
+        custom = {h.header: h for h in events.custom_headers(headers, "sip")}
+        rows = sip.uui_rows(message, found[0]) if found else 0
+        if found and rows > 1:
+            error = uui.UUIError("multiple_values", sip.several_uui_rows(found[0], rows))
+            result: dict[str, Any] | None = uui.report_error(error)
+        else:
+            result = decode_one(found[1]) if found else None
+        hint = _hex_hint(found[1], result, args, names) if found and result else None
+        views.append(
+            {
+                "message": message.start_line,
+                "line": message.line,
+                "call_id": message.get("Call-ID"),
+                "uui_header": found[0] if found else None,
+                "uui_value": found[1] if found else None,
+                "uui": result,
+                "custom_headers": [
+                    {"header": name, "variable": custom[name].name if name in custom else None, "value": value}
+                    for name, value in headers.items()
+                    if found is None or name != found[0]
+                ],
+                "hints": [hint] if hint else [],
+            }
+        )
+    ok = any(v["uui"] is not None or v["custom_headers"] for v in views)
+    ok = ok and all(v["uui"] is None or v["uui"]["ok"] for v in views)
+    if args.json:
+        _print_json(views, out)
+        return EXIT_OK if ok else EXIT_INVALID
+    positional_names = _names(args.positional or "")
+    for index, view in enumerate(views, 1):
+        if view["message"] is not None:
+            label = f"message {index} of {len(views)}: " if len(views) > 1 else ""
+            call_id = f", Call-ID {view['call_id']}" if view["call_id"] else ""
+            out.write(f"{label}{view['message']} (line {view['line']}{call_id})\n")
+        if view["uui"] is not None:
+            out.write(f"{view['uui_header']}: {view['uui_value']}\n")
+            _write_report(view["uui"], out, positional_names, indent="  ")
+        for header in view["custom_headers"]:
+            out.write(f"{header['header']}: {header['value']}\n")
+            if header["variable"] is not None:
+                out.write(f"  context variable {header['variable']} = {header['value']}\n")
+            elif header["header"].lower().replace("-", "") == "xusertouser":
+                out.write("  not read: X-User-To-User stands in only when no User-to-User header came\n")
+            else:
+                out.write("  not context: other X-MS- headers are reserved by Microsoft\n")
+        if view["uui"] is None and not view["custom_headers"]:
+            out.write("no User-to-User or X- header found\n")
+        for hint in view["hints"]:
+            out.write(f"  {hint}\n")
+    if not views:
+        out.write("no SIP request and no header lines found\n")
+    return EXIT_OK if ok else EXIT_INVALID
 
 
 def cmd_encode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -163,6 +319,14 @@ def cmd_encode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     values: dict[str, str] | list[str]
     if with_equals and len(with_equals) != len(args.values):
         err.write("handoff encode: give either KEY=VALUE pairs or positional values, not both\n")
+        return EXIT_USAGE
+    if with_equals and args.format == "pd4":
+        # pd=4 is the contract's form for values without keys (named by the workstream's
+        # uui.positional); keyed pairs go as hex with ;encoding=hex, which every form decodes.
+        err.write(
+            "handoff encode: --format pd4 carries positional values without keys; "
+            "for KEY=VALUE pairs use --format hex (or plain)\n"
+        )
         return EXIT_USAGE
     if with_equals:
         # Split at the first "=" only: ItemC8=ACCT=42 is the item ItemC8 with the value ACCT=42.
@@ -186,19 +350,75 @@ def _load_routing(path: str, err: TextIO) -> config.Routing | None:
         return None
 
 
-def cmd_route(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _calls_from_text(text: str, source: str, err: TextIO) -> list[events.IncomingCall] | None:
+    """IncomingCall JSON (one event or an array, either schema), else SIP text: each INVITE in it,
+    or a bare block of header lines as one call."""
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            # As bytes again, so JSON that is not UTF-8 is refused as such (events.load_json).
+            return events.parse_events(text.encode("utf-8", "surrogateescape"))
+        except events.EventError as exc:
+            err.write(f"handoff route: {source}: {exc}\n")
+            return None
+    messages = sip.read_pasted(text)
+    invites = [m for m in messages if m.method == "INVITE"]
+    if not invites:
+        invites = [m for m in messages if m.method is None and m.status is None]
+    if not invites:
+        err.write(f"handoff route: {source}: neither IncomingCall JSON nor a SIP INVITE\n")
+        return None
+    return [sip.incoming_call(m, label=f"{source} line {m.line}") for m in invites]
+
+
+def _calls_from_options(args: argparse.Namespace, err: TextIO) -> list[events.IncomingCall] | None:
+    headers: list[tuple[str, str]] = []
+    if args.uui is not None:
+        headers.append((acs.UUI_HEADER, args.uui))
+    for given in args.header:
+        parsed = sip.parse_header_line(given)
+        if parsed is None:
+            err.write(
+                f"handoff route: --header takes 'Name: value' (e.g. 'X-MS-Custom-Intent: billing'), not {given!r}\n"
+            )
+            return None
+        headers.append(parsed)
+    return [sip.call_from_parts(args.to, args.caller, headers)]
+
+
+def _write_decision(view: dict[str, Any], out: TextIO, indent: str = "") -> None:
+    context = ", ".join(f"{k}={v}" for k, v in view["context"].items()) or "(none)"
+    out.write(
+        f"{indent}{view['called']}: workstream {view['workstream'] or '-'}, rule {view['rule']}, "
+        f"queue {view['queue'] or '-'}, {view['action']} {view['target'] or ''}".rstrip()
+        + "\n"
+    )
+    out.write(f"{indent}  context: {context}\n")
+    for message in view["warnings"]:
+        out.write(f"{indent}  warning: {message}\n")
+    for message in view["errors"]:
+        out.write(f"{indent}  error: {message}\n")
+
+
+def cmd_route(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    by_flags = args.to is not None
+    if by_flags == (args.event is not None):
+        err.write("handoff route: give an EVENT file (or - for standard input) or --to NUMBER, not both\n")
+        return EXIT_USAGE
+    if not by_flags and (args.caller is not None or args.uui is not None or args.header):
+        err.write("handoff route: --from, --uui and --header describe a call given with --to\n")
+        return EXIT_USAGE
     table = _load_routing(args.config, err)
     if table is None:
         return EXIT_INVALID
-    try:
-        with open(args.event, "rb") as fh:
-            calls = events.parse_events(fh.read())
-    except OSError as exc:
-        err.write(f"handoff route: cannot read {args.event}: {exc.strerror}\n")
-        return EXIT_INVALID
-    except events.EventError as exc:
-        err.write(f"handoff route: {args.event}: {exc}\n")
-        return EXIT_INVALID
+    if by_flags:
+        calls = _calls_from_options(args, err)
+        if calls is None:
+            return EXIT_USAGE
+    else:
+        text = _read_input(args.event, stdin, err, "route")
+        calls = None if text is None else _calls_from_text(text, args.event, err)
+        if calls is None:
+            return EXIT_INVALID
     views = []
     for call in calls:
         decision = routing.route(call, table)
@@ -208,18 +428,114 @@ def cmd_route(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         _print_json(views[0] if len(views) == 1 else views, out)
     else:
-        for view in views:
-            context = ", ".join(f"{k}={v}" for k, v in view["context"].items()) or "(none)"
-            out.write(
-                f"{view['called']}: workstream {view['workstream'] or '-'}, rule {view['rule']}, "
-                f"queue {view['queue'] or '-'}, {view['action']} {view['target'] or ''}".rstrip()
-                + "\n"
+        for index, view in enumerate(views, 1):
+            if len(views) > 1:
+                out.write(f"event {index} of {len(views)} (id {view['event_id']})\n")
+            _write_decision(view, out)
+    return EXIT_OK
+
+
+def _uui_summary(view: dict[str, Any] | None) -> str:
+    """One line on how the User-to-User value decoded (values are on the context line)."""
+    if view is None:
+        return "no User-to-User header arrived: many SBCs strip it unless told to pass it on"
+    if not view["ok"]:
+        return f"cannot decode ({view['error']['kind']}): {view['error']['message']}"
+    form = view["encoding"] + (f", protocol discriminator {view['pd']}" if view["pd"] is not None else "")
+    if view["items"] is not None:
+        return f"decoded: {form}, Avaya shared UUI, {len(view['items'])} item(s)"
+    if view["positional"] is not None:
+        return f"decoded: {form}, {len(view['positional'])} positional value(s)"
+    keys = list(view["pairs"] or {})  # names only: the values are on the context line, masked
+    return f"decoded: {form}, {len(keys)} pair(s): {', '.join(keys)}"
+
+
+def cmd_listen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    table = _load_routing(args.config, err)
+    if table is None:
+        return EXIT_INVALID
+    from shared.adapters import sip_probe  # here, so the other commands start without the socket code
+
+    reason = sip.REASONS[args.reply]
+
+    def emit(obj: dict[str, Any], text: str) -> None:
+        out.write(json.dumps(obj, ensure_ascii=False) + "\n" if args.json else text)
+        out.flush()  # line by line: a script or a test reads the output as calls arrive
+
+    def on_request(arrival: sip_probe.Arrival) -> None:
+        message, peer = arrival.message, f"{arrival.peer[0]}:{arrival.peer[1]}"
+        where = {"transport": arrival.transport, "source": peer, "method": message.method}
+        call_id = message.get("Call-ID")
+        if message.method == "ACK":
+            emit({**where, "call_id": call_id}, f"ACK over {arrival.transport} from {peer} (Call-ID {call_id})\n")
+            return
+        if message.method != "INVITE":
+            code = arrival.code or 0
+            emit(
+                {**where, "call_id": call_id, "reply": code},
+                f"{message.method} over {arrival.transport} from {peer}: answered {code} {sip.REASONS.get(code, '')}\n",
             )
-            out.write(f"  context: {context}\n")
-            for message in view["warnings"]:
-                out.write(f"  warning: {message}\n")
-            for message in view["errors"]:
-                out.write(f"  error: {message}\n")
+            return
+        call = sip.incoming_call(message, label=f"{arrival.transport} {peer}")
+        decision = routing.route(call, table)
+        view = redaction.decision_view(call, decision, reveal=args.reveal, sensitive_anywhere=table.sensitive_anywhere)
+        variables = {h.header: h.name for h in call.custom_headers}
+        headers = {
+            name: redaction.uui_header_value(value, reveal=args.reveal)
+            if name == call.uui_header
+            else redaction.header_value(
+                variables.get(name, name), value, decision, reveal=args.reveal,
+                sensitive_anywhere=table.sensitive_anywhere,
+            )
+            for name, value in call.sip_headers.items()
+        }  # fmt: skip
+        lines = [f"INVITE over {arrival.transport} from {peer}: {message.uri} (Call-ID {call_id})\n"]
+        lines.append(f"  caller {call.caller.address if call.caller else '-'}\n")
+        lines += [f"  {name}: {value}\n" for name, value in headers.items()]
+        lines.append(f"  {_uui_summary(view['uui'])}\n")
+        decision_text = io.StringIO()
+        _write_decision(view, decision_text, indent="  ")
+        lines.append(decision_text.getvalue())
+        lines.append(f"  answered {arrival.code} {sip.REASONS.get(arrival.code or 0, '')}\n")
+        emit({**where, "call_id": call_id, "request_uri": message.uri, "headers": headers, **view,
+              "reply": arrival.code}, "".join(lines))  # fmt: skip
+
+    def on_note(note: str) -> None:
+        emit({"note": note}, f"note: {note}\n")
+
+    probe = sip_probe.Probe(args.host, args.port, invite_reply=args.reply, on_request=on_request, on_note=on_note)
+    try:
+        host, port = probe.open()
+    except OSError as exc:
+        err.write(f"handoff listen: cannot listen on {args.host} port {args.port}: {exc.strerror or exc}\n")
+        probe.close()
+        return EXIT_INVALID
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    emit(
+        {"listening": {"host": host, "port": port, "transports": ["udp", "tcp"], "reply": args.reply}},
+        f"listening for SIP on udp and tcp {shown}: INVITE is answered {args.reply} {reason}, OPTIONS 200 OK\n",
+    )
+    try:
+        loopback = ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        err.write(
+            f"handoff listen: {host} is reachable from other machines; anyone who can reach it can send "
+            "INVITEs here. Stop the probe when the test call is done.\n"
+        )
+    try:
+        answered = probe.serve(count=args.count, timeout=args.timeout)
+    except KeyboardInterrupt:
+        answered = probe.invites
+        emit({"stopped": {"invites": answered}}, f"stopped: {answered} INVITE(s) answered\n")
+        return 130
+    finally:
+        probe.close()
+    emit({"stopped": {"invites": answered}}, f"stopped: {answered} INVITE(s) answered\n")
+    if args.count is not None and answered < args.count:
+        err.write(f"handoff listen: {answered} of {args.count} INVITE(s) arrived within {args.timeout:g} s\n")
+        return EXIT_INVALID
     return EXIT_OK
 
 
@@ -277,16 +593,82 @@ def _positive(text: str) -> int:
     return number
 
 
-def build_parser(out: TextIO | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="handoff", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action=_VersionAction, out=out, help="print handoff's version and exit")
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Check an IVR's transferred-call context and this app's routing before go-live.
 
-    p = sub.add_parser("decode", help="decode a User-to-User header value")
-    p.add_argument("value", help="the header value, e.g. '7369...;encoding=hex'")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--max-length", type=_positive, default=uui.ACS_UUI_MAX, help="size limit (default 256)")
-    p.add_argument("--default-encoding", choices=("plain", "hex"), default="plain")
+Terms: a context variable is a named value the IVR sends (in the User-to-User header or an
+X-MS-Custom-<name> / X-<name> header); a workstream owns called numbers and declares their
+context variables and rules; a queue is a routing target named in the routing configuration
+(routing.yaml): what Call Automation does with the call (answer, redirect, transfer or reject).
+It is not an ACS Job Router queue or a Dynamics 365 queue."""
+
+EPILOG = """\
+Exit status: 0 success; 1 the input was understood but is invalid (an undecodable value, a bad
+configuration, an unreadable event, fewer INVITEs than --count); 2 a usage error. Sensitive
+context values are masked unless --reveal is given."""
+
+
+def _reply(text: str) -> int:
+    try:
+        code = int(text)
+    except ValueError:
+        code = 0
+    if code not in sip.FAILURE_REPLIES:
+        codes = ", ".join(str(c) for c in sip.FAILURE_REPLIES)
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of the failure responses {codes}")
+    return code
+
+
+def _seconds(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return number
+
+
+def _port(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port number (0-65535)")
+    return number
+
+
+def build_parser(out: TextIO | None = None) -> argparse.ArgumentParser:
+    plain = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="handoff", description=DESCRIPTION, epilog=EPILOG, formatter_class=plain)
+    parser.add_argument("--version", action=_VersionAction, out=out, help="print handoff's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "decode",
+        help="decode a User-to-User value, header lines or a pasted SIP INVITE",
+        description="Decode a User-to-User value as the app would. Give the bare value, a header line "
+        "(User-to-User: ..., any case, folded or not), or a whole SIP INVITE as text (sngrep, Wireshark "
+        "Follow SIP, an SBC log): the User-to-User and X- headers in it are found and each is decoded.",
+    )
+    p.add_argument("value", nargs="?", help="the value, header lines or INVITE text; - reads standard input")
+    p.add_argument("--file", metavar="FILE", help="read the value, header lines or INVITE text from FILE")
+    p.add_argument("--json", action="store_true", help="print JSON: one object for a value, a list for headers")
+    p.add_argument(
+        "--max-length", type=_positive, default=uui.ACS_UUI_MAX, help="size limit in characters (default 256)"
+    )
+    p.add_argument(
+        "--default-encoding",
+        choices=("plain", "hex"),
+        default="plain",
+        help="how to read a value with no ;encoding= or ;pd= parameter (the workstream's uui.default_encoding)",
+    )
+    p.add_argument(
+        "--positional",
+        metavar="A,B,C",
+        help="names for values without keys, in order (the workstream's uui.positional)",
+    )
     p.add_argument(
         "--profile",
         choices=uui.PROFILES,
@@ -296,19 +678,73 @@ def build_parser(out: TextIO | None = None) -> argparse.ArgumentParser:
     item_help = "avaya-shared: the context variable item ID fills instead of Item<ID> (uui.items); repeatable"
     p.add_argument("--item", action="append", default=[], metavar="ID=NAME", help=item_help)
 
-    p = sub.add_parser("encode", help="build a User-to-User header value")
-    p.add_argument("--format", choices=uui.ENCODE_FORMATS, default="plain")
+    p = sub.add_parser(
+        "encode",
+        help="build a User-to-User value",
+        description="Build a User-to-User value from KEY=VALUE pairs, or from positional values (no keys).",
+    )
+    p.add_argument(
+        "--format",
+        choices=uui.ENCODE_FORMATS,
+        default="plain",
+        help="plain (k=v;k2=v2), hex (;encoding=hex), pd4 (positional values only, ;pd=4) or avaya-shared",
+    )
     p.add_argument("--item", action="append", default=[], metavar="ID=NAME", help=item_help)
-    p.add_argument("values", nargs="+", metavar="KEY=VALUE|VALUE")
+    p.add_argument("values", nargs="+", metavar="KEY=VALUE|VALUE", help="the context variables, or positional values")
 
-    p = sub.add_parser("route", help="show the Decision for a saved IncomingCall event")
-    p.add_argument("--config", required=True, help="routing YAML")
-    p.add_argument("event", help="IncomingCall JSON (Event Grid or CloudEvents schema, one or an array)")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "route",
+        help="show the decision for a saved call: an IncomingCall event, a SIP INVITE, or --to",
+        description="Show what the app would do with a call: its workstream, context variables, rule, "
+        "queue and action. The call is an IncomingCall event (JSON, one or an array), a SIP INVITE as "
+        "text (several in one file are each routed), or described with --to and the options after it.",
+    )
+    p.add_argument(
+        "event", nargs="?", metavar="EVENT", help="IncomingCall JSON or SIP INVITE text; - reads standard input"
+    )
+    p.add_argument("--config", default="routing.yaml", help="the routing configuration (default: routing.yaml here)")
+    p.add_argument("--to", metavar="NUMBER", help="instead of EVENT: the called number (E.164) or a SIP URI")
+    p.add_argument("--from", dest="caller", metavar="NUMBER", help="with --to: the caller's number or URI")
+    p.add_argument("--uui", metavar="VALUE", help="with --to: the User-to-User value the call carries")
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="with --to: a header the call carries, e.g. 'X-MS-Custom-Intent: billing'; repeatable",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON: one object, or a list for several calls")
     p.add_argument("--reveal", action="store_true", help="show sensitive context values")
 
+    p = sub.add_parser(
+        "listen",
+        help="a SIP probe: show what reaches this app through the SBC (go-live check)",
+        description="Listen for SIP on UDP and TCP. For each INVITE print the User-to-User and X- headers "
+        "that arrived, how they decode, the context variables and the decision the app would take, then "
+        "answer with a final failure response so the test call ends. OPTIONS get 200. Listens on "
+        "loopback unless --host names another address of this machine.",
+    )
+    p.add_argument("--port", type=_port, default=5060, help="UDP and TCP port (default 5060; 0 picks a free one)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1); name an interface's address, or 0.0.0.0 for all",
+    )
+    p.add_argument("--config", default="routing.yaml", help="the routing configuration (default: routing.yaml here)")
+    p.add_argument(
+        "--reply",
+        type=_reply,
+        default=480,
+        metavar="CODE",
+        help="the final response to each INVITE (default 480 Temporarily Unavailable; e.g. 486, 603)",
+    )
+    p.add_argument("--count", type=_positive, help="stop after this many INVITEs (and their ACKs)")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop after this many seconds")
+    p.add_argument("--json", action="store_true", help="print one JSON object per line")
+    p.add_argument("--reveal", action="store_true", help="show sensitive context values and the raw User-to-User")
+
     p = sub.add_parser("check-config", help="validate a routing configuration")
-    p.add_argument("file")
+    p.add_argument("file", help="the routing configuration, e.g. routing.yaml")
 
     p = sub.add_parser("numbers", help="the phone numbers the workstreams own, comma-separated (the Event Grid filter)")
     p.add_argument("--config", default="routing.yaml", help="routing YAML (default routing.yaml)")
@@ -327,6 +763,7 @@ def main(
     out: TextIO | None = None,
     err: TextIO | None = None,
     env: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
 ) -> int:
     stdout = out or sys.stdout
     safe_out = cast(TextIO, _Visible(stdout))
@@ -337,7 +774,7 @@ def main(
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     try:
-        code = _run(args, safe_out, safe_err, os.environ if env is None else env)
+        code = _run(args, safe_out, safe_err, os.environ if env is None else env, stdin or sys.stdin)
         stdout.flush()  # here, so a closed pipe is met inside the try
         return code
     except BrokenPipeError:
@@ -351,13 +788,15 @@ def main(
         return 130
 
 
-def _run(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]) -> int:
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str], stdin: TextIO) -> int:
     if args.command == "decode":
-        return cmd_decode(args, out, err)
+        return cmd_decode(args, out, err, stdin)
     if args.command == "encode":
         return cmd_encode(args, out, err)
     if args.command == "route":
-        return cmd_route(args, out, err)
+        return cmd_route(args, out, err, stdin)
+    if args.command == "listen":
+        return cmd_listen(args, out, err)
     if args.command == "hash":
         return cmd_hash(args, out, err, env)
     if args.command == "numbers":

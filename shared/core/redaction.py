@@ -105,3 +105,30 @@ def decision_view(
         "warnings": [i.message for i in decision.warnings],
         "errors": [i.message for i in decision.errors],
     }
+
+
+def uui_header_value(value: str, *, reveal: bool = False) -> str:
+    """A raw User-to-User header value as shown: its data masked with its length (hex carries the
+    same account numbers as plain text), only its RFC 7433 parameters (``;encoding=hex``,
+    ``;pd=4``, purpose, content) kept. In a plain value ``;`` also separates pairs, which stay masked."""
+    if reveal:
+        return value
+    segments = value.split(";")
+    params = [s.strip() for s in segments[1:] if s.split("=", 1)[0].strip().lower() in uui.HEADER_PARAMS]
+    data = ";".join(s for i, s in enumerate(segments) if i == 0 or s.strip() not in params)
+    return f"{MASK} ({len(data.strip())} characters)" + "".join(f";{p}" for p in params)
+
+
+def header_value(
+    variable: str,
+    value: str,
+    decision: Decision,
+    *,
+    reveal: bool = False,
+    sensitive_anywhere: frozenset[str] = frozenset(),
+) -> str:
+    """A custom header's value as shown: masked when it fills a sensitive variable of the call's
+    workstream, or one of any workstream in another spelling (as :func:`uui_view` does)."""
+    if reveal or (variable not in decision.sensitive and variable.casefold() not in sensitive_anywhere):
+        return value
+    return MASK
