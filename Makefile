@@ -12,7 +12,7 @@ ARM_VENV   := .venv-arm
 ARM_STAMP  := $(ARM_VENV)/.installed
 ARM_MODELS := $(ARM_VENV)/arm-models.json
 
-.PHONY: run test lint typecheck pytest infra-check arm-models arm-check bench clean
+.PHONY: run test lint typecheck pytest infra-check arm-models arm-check bench local-settings clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ test: lint typecheck infra-check arm-check pytest
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
+
+# local.settings.example.json from the settings list (shared/adapters/settings.py); commit the result.
+local-settings: $(STAMP)
+	$(PY) -m local.settings_example
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(ARM_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
