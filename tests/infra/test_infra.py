@@ -462,7 +462,7 @@ def check_azd_files(model: Model, root: Path = ROOT) -> None:
     service = services[service_name]
     assert (service["project"], service["language"], service["host"]) == (".", "python", "function")
     hook = azure["hooks"]["postdeploy"]
-    # Both shells: sh on Linux/macOS, pwsh on Windows (tests/infra/test_hooks.py compares the two scripts).
+    # Both shells: sh on Linux/macOS, pwsh on Windows (tests/infra/test_postdeploy.py compares the two scripts).
     assert (hook["posix"]["shell"], hook["windows"]["shell"]) == ("sh", "pwsh")
     hook_path = root / hook["posix"]["run"]
     assert hook_path.is_file() and os.access(hook_path, os.X_OK), f"{hook_path} missing or not executable"
