@@ -13,7 +13,7 @@ ARM_VENV   := .venv-arm
 ARM_STAMP  := $(ARM_VENV)/.installed
 ARM_MODELS := $(ARM_VENV)/arm-models.json
 
-.PHONY: run test lint typecheck pytest infra-check arm-models arm-check sipp bench package numbers clean
+.PHONY: run test lint typecheck pytest infra-check arm-models arm-check sipp bench package numbers local-settings clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "Installing Handoff's dependencies into $(VENV) (about a minute on the first run)..."
@@ -104,6 +104,10 @@ bench: $(STAMP)
 # unchecked-hash bytecode for all of it (local/package.py says why). azd deploys this zip.
 package: $(STAMP)
 	$(PY) -m local.package
+
+# local.settings.example.json from the settings list (shared/adapters/settings.py); commit the result.
+local-settings: $(STAMP)
+	$(PY) -m local.settings_example
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(ARM_VENV) dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,13 +13,20 @@ does the part we need, the way the host does it:
 
 It dispatches to the function objects registered on the ``FunctionApp`` (``app.get_functions()``),
 never to a copy of their logic. Development only: excluded from the deployed package.
+
+Observers (``host.observers``) hear of every delivery as it happens: each event right after its
+invocation, on the thread that invoked it (so what the app logged there belongs to it), each HTTP
+trigger invoked, each validation handshake, and each request the host answered without invoking
+anything (the CloudEvents ``OPTIONS`` handshake aside). ``make run`` prints its lines from them.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +36,27 @@ from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
 
 _MAX_BODY = 1 << 20  # Event Grid batches are at most 1 MB
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the host did with one delivered event or one request, as an observer hears of it.
+
+    ``kind``: ``event`` (one event of a Notification, after its invocation), ``validation`` (a
+    SubscriptionValidation handshake answered), ``refused`` (a request answered without invoking a
+    function) or ``http`` (an HTTP trigger invoked).
+    """
+
+    kind: str
+    function: str
+    #: ``time.monotonic()`` when the host began this delivery: what the emulator recorded after it belongs to it.
+    started: float
+    #: The event as posted (kind ``event``).
+    item: object = None
+    #: The HTTP status the host answered (0 for an event: the batch's status is not known yet).
+    status: int = 0
+    #: The invocation's exception, or why the request was refused.
+    error: str | None = None
 
 
 class LocalHost:
@@ -52,6 +80,7 @@ class LocalHost:
                 methods = {str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or [])}
                 self.http.append((route.strip("/"), methods or {"GET", "POST"}, user))
         self.errors: list[str] = []
+        self.observers: list[Callable[[Delivery], None]] = []
         handler = _handler_for(self)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -83,6 +112,14 @@ class LocalHost:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def notify(self, delivery: Delivery) -> None:
+        """Tell every observer; an observer's failure never changes what the host answers."""
+        for observer in list(self.observers):
+            try:
+                observer(delivery)
+            except Exception as exc:
+                self.errors.append(f"observer {type(exc).__name__}: {exc}")
 
 
 def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
@@ -126,39 +163,49 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             else:
                 self._http_trigger("POST")
 
+        def _refuse(self, name: str, started: float, status: int, error: str) -> None:
+            host.notify(Delivery("refused", name, started, status=status, error=error))
+            self._reply(status, json.dumps({"error": error}).encode())
+
         def _event_grid(self, query: dict[str, list[str]]) -> None:
+            started = time.monotonic()
             name = (query.get("functionName") or [""])[0]
             user = host.event_grid.get(name)
             body = self._body()
             if user is None:
-                self._reply(404, json.dumps({"error": f"no Event Grid function named {name!r}"}).encode())
+                self._refuse(name, started, 404, f"no Event Grid function named {name!r}")
                 return
             kind = self.headers.get("aeg-event-type", "")
             try:
                 items = json.loads(body)
             except (ValueError, RecursionError):
-                self._reply(400, b'{"error": "body is not JSON"}')
+                self._refuse(name, started, 400, "body is not JSON")
                 return
             items = items if isinstance(items, list) else [items]
             if kind == "SubscriptionValidation":
                 code = items[0].get("data", {}).get("validationCode") if items and isinstance(items[0], dict) else None
                 if not code:
-                    self._reply(400, b'{"error": "no validationCode"}')
+                    self._refuse(name, started, 400, "no validationCode")
                     return
+                host.notify(Delivery("validation", name, started, status=200))
                 self._reply(200, json.dumps({"validationResponse": code}).encode())
                 return
             if kind != "Notification":
-                self._reply(400, b'{"error": "aeg-event-type must be Notification or SubscriptionValidation"}')
+                self._refuse(name, started, 400, "aeg-event-type must be Notification or SubscriptionValidation")
                 return
             failed = []
             for item in items:
+                item_started = time.monotonic()
+                error = None
                 try:
                     event = EventGridEventInConverter.decode(
                         meta.Datum(type="json", value=json.dumps(item)), trigger_metadata=None
                     )
                     user(event)
                 except Exception as exc:  # the host reports a failed invocation as 500
-                    failed.append(f"{type(exc).__name__}: {exc}")
+                    error = f"{type(exc).__name__}: {exc}"
+                    failed.append(error)
+                host.notify(Delivery("event", name, item_started, item=item, error=error))
             if failed:
                 host.errors.extend(failed)
                 self._reply(500, json.dumps({"errors": failed}).encode())
@@ -166,6 +213,7 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
                 self._reply(202)
 
         def _http_trigger(self, method: str) -> None:
+            started = time.monotonic()
             parts = urlsplit(self.path)
             body = self._body()
             path = parts.path
@@ -183,13 +231,16 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
                         response = user(request)
                     except Exception as exc:
                         host.errors.append(f"{type(exc).__name__}: {exc}")
+                        host.notify(Delivery("http", route, started, status=500, error=f"{type(exc).__name__}: {exc}"))
                         self._reply(500)
                         return
+                    host.notify(Delivery("http", route, started, status=response.status_code))
                     headers = dict(response.headers.items())
                     if response.mimetype:
                         headers.setdefault("Content-Type", response.mimetype)
                     self._reply(response.status_code, response.get_body(), headers)
                     return
+            host.notify(Delivery("refused", path, started, status=404, error=f"no function serves {method} {path}"))
             self._reply(404)
 
     return Handler

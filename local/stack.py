@@ -118,17 +118,20 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    settings: dict[str, str] | None = None, before_start: Callable[[], object] | None = None
+    settings: dict[str, str] | None = None,
+    before_start: Callable[[], object] | None = None,
+    port: int | None = None,
 ) -> Iterator[Stack]:
     """Start the emulator, the app (``import function_app``) and the local host; stop them after.
 
     ``settings`` change the app's local settings; ``before_start`` runs once they are in the
-    environment and before the app starts (the telemetry driver configures telemetry there). The
-    process's environment is restored on exit.
+    environment and before the app starts (the telemetry driver configures telemetry there); ``port``
+    fixes the local host's port (``make run --port``; any free one otherwise). The process's
+    environment is restored on exit.
     """
     saved = dict(os.environ)
     with CallAutomationEmulator() as emu:
-        port = free_port()
+        port = port or free_port()
         env = {**local_settings(emu, port), **(settings or {})}
         os.environ.update(env)
         try:

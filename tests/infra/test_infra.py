@@ -465,8 +465,12 @@ def check_azd_files(model: Model, root: Path = ROOT) -> None:
     assert re.search(r"^package:.*\n\t\$\(PY\) -m local\.package$", (root / "Makefile").read_text(), re.M)
     assert re.search(r"\bexit 1$", service["hooks"]["prepackage"]["run"]), "azd's own packaging must be refused"
     hook = azure["hooks"]["postdeploy"]
-    hook_path = root / hook["run"]
+    # Both shells: sh on Linux/macOS, pwsh on Windows (tests/infra/test_postdeploy.py compares the two scripts).
+    assert (hook["posix"]["shell"], hook["windows"]["shell"]) == ("sh", "pwsh")
+    hook_path = root / hook["posix"]["run"]
     assert hook_path.is_file() and os.access(hook_path, os.X_OK), f"{hook_path} missing or not executable"
+    windows_path = root / hook["windows"]["run"]
+    assert windows_path.is_file() and windows_path.suffix == ".ps1", f"{windows_path} missing"
     params = json.loads((model.directory / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
     assert set(params) <= set(model.main.params), f"unknown parameters: {set(params) - set(model.main.params)}"
     required = {p for p in model.main.params if model.main.param_default(p) is None}
@@ -477,10 +481,14 @@ def check_azd_files(model: Model, root: Path = ROOT) -> None:
     assert env_name and env_name.group(1) in hook_text, "the hook must drive the deployEventSubscription parameter"
     outputs = set(model.main.outputs)
     assert {"AZURE_FUNCTION_APP_NAME", "AZURE_RESOURCE_GROUP", "AZURE_LOCATION"} <= outputs
-    for var in set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", hook_text)):
+    windows_text = windows_path.read_text(encoding="utf-8")
+    assert env_name and env_name.group(1) in windows_text, "the Windows hook must drive it too"
+    read = {("postdeploy.sh", v) for v in re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", hook_text)}
+    read |= {("postdeploy.ps1", v) for v in re.findall(r"\$env:([A-Z][A-Z0-9_]+)", windows_text)}
+    for script, var in read:
         shell = var in {"IFS", "PATH", "HOME", "PWD"}
         known = shell or var in outputs or var.startswith("AZURE_") or f"${{{var}" in json.dumps(params)
-        assert known, f"postdeploy.sh reads {var}, which no Bicep output or parameter provides"
+        assert known, f"{script} reads {var}, which no Bicep output or parameter provides"
 
 
 def check_funcignore(root: Path = ROOT) -> None:

@@ -1,0 +1,105 @@
+"""test.http: each local request, sent to the running stack, gets the status and routing its title promises."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from local.stack import post_json
+from tests.conftest import ROOT
+
+TEST_HTTP = ROOT / "test.http"
+
+
+@dataclass
+class Request:
+    title: str
+    expect: int
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str
+
+
+def parse(text: str) -> tuple[dict[str, str], list[Request]]:
+    """REST Client's format: ``@name = value`` variables, then requests separated by ``###`` lines."""
+    variables = dict(re.findall(r"^@(\w+) = (.+)$", text, flags=re.M))
+    requests = []
+    for block in text.split("\n###")[1:]:
+        lines = block.split("\n")
+        title = lines[0].strip()
+        expect = [int(m.group(1)) for line in lines if (m := re.fullmatch(r"# expect: (\d{3})", line.strip()))]
+        [start] = [i for i, line in enumerate(lines) if re.match(r"(GET|POST) ", line)]
+        method, url = lines[start].split(" ", 1)
+        end = lines.index("", start)
+        headers = dict(line.split(": ", 1) for line in lines[start + 1 : end])
+        body = "\n".join(lines[end + 1 :]).strip()
+        requests.append(Request(title, expect[0] if expect else 0, method, url, headers, body))
+    return variables, requests
+
+
+def substitute(text: str, variables: dict[str, str]) -> str:
+    """REST Client's variables: file ones, and the system ones this file uses (a new GUID each time)."""
+    text = re.sub(r"\{\{\$guid\}\}", lambda _m: str(uuid.uuid4()), text)
+    text = text.replace("{{$datetime iso8601}}", datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: variables[m.group(1)], text)
+
+
+@pytest.fixture
+def decisions() -> Iterator[list[dict[str, Any]]]:
+    """The app's per-call log fields, as logged."""
+    found: list[dict[str, Any]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            fields = getattr(record, "handoff", None)
+            if isinstance(fields, dict) and "queue" in fields:
+                found.append(fields)
+
+    handler = Keep()
+    logger = logging.getLogger("handoff")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield found
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_every_request_says_what_it_expects_and_its_body_is_json() -> None:
+    variables, requests = parse(TEST_HTTP.read_text(encoding="utf-8"))
+    assert {"local", "app", "eventGridKey"} <= set(variables)
+    assert len(requests) >= 7
+    for request in requests:
+        assert request.expect in (200, 202, 401), request.title
+        json.loads(substitute(request.body, variables))
+        assert request.url.startswith(("{{local}}/", "https://{{app}}/")), request.title
+        if "/runtime/webhooks/eventgrid" in request.url:
+            assert request.headers["aeg-event-type"] in ("Notification", "SubscriptionValidation")
+            assert request.url.startswith("{{local}}") or "code={{eventGridKey}}" in request.url
+
+
+def test_the_local_requests_get_what_their_titles_promise_from_the_running_stack(
+    stack: Any, decisions: list[dict[str, Any]]
+) -> None:
+    variables, requests = parse(TEST_HTTP.read_text(encoding="utf-8"))
+    variables["local"] = stack.host.url
+    local = [r for r in requests if r.url.startswith("{{local}}")]
+    assert len(local) == 4
+    for request in local:
+        before = len(decisions)
+        body = json.loads(substitute(request.body, variables))
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-type"}
+        status, _ = post_json(substitute(request.url, variables), body, headers)
+        assert status == request.expect, request.title
+        if promised := re.search(r"rule ([\w-]+), queue ([\w-]+)", request.title):
+            [fields] = decisions[before:]
+            assert (fields["rule"], fields["queue"], fields["outcome"]) == (*promised.groups(), "done"), request.title
