@@ -28,8 +28,8 @@ from shared.adapters.dedupe import CallStates, Claims
 from shared.core import callback_flow, events, redaction, routing
 from shared.core.acs import INCOMING_CALL_EVENT
 from shared.core.callback_flow import CallbackEvent, CallbackResult, HangUp, Note, Transfer, Transition
-from shared.core.config import Routing
 from shared.core.decision import RULE_UNKNOWN_NUMBER, ActionResult, Decision, Outcome, after_transient
+from shared.core.routing_table import Routing
 from shared.core.sealing import Sealer, prewarm
 
 log = logging.getLogger("handoff")

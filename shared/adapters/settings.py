@@ -7,12 +7,13 @@ start-up so a missing or malformed one fails loudly, naming the setting, before 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from shared.core.config import ConfigError, Routing, parse
+from shared.core.routing_table import ConfigError, Routing
 
 #: ACS publishes its callback signing keys here (handbook acs.md, "Mid-call callbacks").
 DEFAULT_OPENID_CONFIG_URL = (
@@ -174,16 +175,78 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+#: The routing table ``make package`` validates and compiles into the package beside the file it
+#: came from (``routing.yaml`` → ``routing.yaml.prebuilt``), so a cold start imports neither the
+#: validator (pydantic) nor the YAML parser before the first call is answered.
+PREBUILT_SUFFIX = ".prebuilt"
+_PREBUILT_FORMAT = 1
+
+
 def load_routing(path: str) -> Routing:
-    """Read and compile a routing file (start-up and the ``handoff`` command only, never per call)."""
+    """Read and compile a routing file (start-up and the ``handoff`` command only, never per call).
+
+    A prebuilt table beside it is used only when it was built from exactly these bytes; otherwise
+    (none, another version of the file, a table this code cannot read) the file is validated here.
+    """
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the routing configuration: {exc.strerror}"]) from None
+    table = _prebuilt(path, data)
+    if table is not None:
+        return table
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: the routing configuration is not UTF-8 text"]) from None
-    return parse(text, source=path)
+    from shared.core.config import parse  # the validator: pydantic and the YAML parser, loaded only here
+
+    return parse(text.replace("\r\n", "\n").replace("\r", "\n"), source=path)
+
+
+def prebuild_routing(path: str, source: str | None = None) -> bytes:
+    """The prebuilt table for the routing file at ``path`` (``make package`` writes it to
+    ``path + PREBUILT_SUFFIX`` in the package); ``source`` is the name problems are reported under.
+    Raises ConfigError when the file is invalid, so an invalid configuration never reaches a package."""
+    import hashlib
+    import pickle
+
+    from shared.core.config import parse
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([f"{source or path}: the routing configuration is not UTF-8 text"]) from None
+    table = parse(text.replace("\r\n", "\n").replace("\r", "\n"), source=source or path)
+    record = {"format": _PREBUILT_FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "routing": table}
+    return pickle.dumps(record, protocol=5)
+
+
+def _prebuilt(path: str, data: bytes) -> Routing | None:
+    try:
+        with open(path + PREBUILT_SUFFIX, "rb") as fh:
+            blob = fh.read()
+    except OSError:
+        return None
+    import hashlib
+    import pickle  # the package's own file, written by make package: as trusted as its code
+
+    try:
+        record = pickle.loads(blob)
+    except Exception:  # written by another version of the code: validate the file instead
+        return None
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != _PREBUILT_FORMAT
+        or record.get("sha256") != hashlib.sha256(data).hexdigest()
+        or not isinstance(record.get("routing"), Routing)
+    ):
+        return None
+    table: Routing = record["routing"]
+    return dataclasses.replace(table, source=path)
 
 
 def check_for_routing(cfg: Settings, routing: Routing) -> None:

@@ -35,8 +35,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from shared.core.acs import CALLBACK_EVENT_PREFIX
-from shared.core.config import Routing, TransferQueue
 from shared.core.decision import OperationContext, TransferAttempt
+from shared.core.routing_table import Routing, TransferQueue
 from shared.core.sealing import Sealer
 from shared.core.transfer import TransferHeaders, build
 

@@ -42,27 +42,29 @@ from pydantic import (
 
 from shared.core import uui
 from shared.core.acs import TARGET_PREFIXES
+from shared.core.routing_table import (
+    CALL_VARIABLES,
+    OPERATORS,
+    RESERVED_NAMES,
+    AnswerQueue,
+    CompiledCondition,
+    CompiledRule,
+    CompiledWorkstream,
+    ConfigError,
+    ContextVariable,
+    Queue,
+    RedirectQueue,
+    RejectQueue,
+    Routing,
+    TransferQueue,
+    UUISettings,
+)
 from shared.core.values import TypeMismatch, convert
 from shared.core.yaml_source import Document, Path, Scalar, YAMLSyntaxError, read
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 #: Dynamics 365 context variable names: up to 100 characters.
 _VARIABLE_NAME = re.compile(r"[^\s;=]{1,100}")
-
-#: Built-in variables every rule may test, besides the workstream's context variables: the
-#: caller's and the called number (the E.164 number of a phone party, the raw id otherwise).
-CALL_VARIABLES = ("caller", "called")
-#: Names no context variable may take: the built-ins, and the RFC 7433 / gateway UUI parameter
-#: names, which a plain payload cannot carry as keys (uui.md, decoding rule 3).
-RESERVED_NAMES = frozenset({*CALL_VARIABLES, *uui.HEADER_PARAMS})
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid. ``problems`` lists every ``file:line: place: problem`` line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid routing configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 class _Model(BaseModel):
@@ -80,14 +82,14 @@ def _check_target(value: str) -> str:
     return value
 
 
-class AnswerQueue(_Model):
+class AnswerQueueSpec(_Model):
     """Answer the call for the queue's own Call Automation app; context travels in operation_context."""
 
     action: Literal["answer"]
     callback_url: str = Field(pattern=r"^https?://\S+$")
 
 
-class RedirectQueue(_Model):
+class RedirectQueueSpec(_Model):
     """Ring the target without answering. ACS cannot forward context on a redirect."""
 
     action: Literal["redirect"]
@@ -96,7 +98,7 @@ class RedirectQueue(_Model):
     _target = field_validator("target")(_check_target)
 
 
-class TransferQueue(_Model):
+class TransferQueueSpec(_Model):
     """Answer, then transfer to the target with the context re-encoded as UUI / custom headers."""
 
     action: Literal["transfer"]
@@ -106,22 +108,24 @@ class TransferQueue(_Model):
     _target = field_validator("target")(_check_target)
 
 
-class RejectQueue(_Model):
+class RejectQueueSpec(_Model):
     action: Literal["reject"]
     # Call Automation's CallRejectReason values.
     reason: Literal["none", "busy", "forbidden"] = "none"
 
 
-Queue = Annotated[AnswerQueue | RedirectQueue | TransferQueue | RejectQueue, Field(discriminator="action")]
+QueueSpec = Annotated[
+    AnswerQueueSpec | RedirectQueueSpec | TransferQueueSpec | RejectQueueSpec, Field(discriminator="action")
+]
 
 
-class ContextVariable(_Model):
+class ContextVariableSpec(_Model):
     name: str = Field(pattern=_VARIABLE_NAME.pattern)
     type: Literal["text", "number", "boolean"] = "text"
     sensitive: bool = False
 
 
-class UUISettings(_Model):
+class UUISpec(_Model):
     #: standard: the three product forms. avaya-shared: Avaya shared UUI items (the UCID), and the
     #: standard forms for a value that is not shared UUI (uui.decode_avaya_shared).
     profile: Literal["standard", "avaya-shared"] = "standard"
@@ -149,14 +153,10 @@ class UUISettings(_Model):
         return uui.normalise_item_names(items)
 
     @model_validator(mode="after")
-    def _items_need_the_profile(self) -> UUISettings:
+    def _items_need_the_profile(self) -> UUISpec:
         if self.items and self.profile != uui.AVAYA_SHARED:
             raise ValueError("items name the items of Avaya shared UUI: set profile: avaya-shared")
         return self
-
-
-Operator = Literal["eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "exists", "matches"]
-OPERATORS: tuple[str, ...] = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "exists", "matches")
 
 
 class Condition(_Model):
@@ -210,82 +210,14 @@ def _check_number(number: str) -> str:
 class Workstream(_Model):
     name: str = Field(min_length=1)
     numbers: list[Annotated[str, AfterValidator(_check_number)]] = Field(min_length=1)
-    uui: UUISettings = UUISettings()
-    context_variables: list[ContextVariable] = Field(default_factory=list)
+    uui: UUISpec = UUISpec()
+    context_variables: list[ContextVariableSpec] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     fallback_queue: str
     invalid_context_queue: str | None = None
 
 
-# ---------------------------------------------------------------------------------------------
-# Compiled form: what routing uses on every call. Built once; lookups are dicts and tuples.
-
-
-@dataclass(frozen=True)
-class CompiledCondition:
-    variable: str
-    op: str
-    operand: Any  # typed to the variable: bool / int|Decimal / str / frozenset / compiled regex
-    ignore_case: bool
-
-
-@dataclass(frozen=True)
-class CompiledRule:
-    name: str
-    queue: str
-    conditions: tuple[CompiledCondition, ...]
-
-
-@dataclass(frozen=True)
-class CompiledWorkstream:
-    name: str
-    uui: UUISettings
-    variables: Mapping[str, ContextVariable]
-    rules: tuple[CompiledRule, ...]
-    fallback_queue: str
-    invalid_context_queue: str
-    #: Names of the variables flagged sensitive: masked in every log, trace and printout.
-    sensitive: frozenset[str]
-    #: True when a rule tests ``caller`` or ``called``: routing then adds them to the values.
-    tests_the_call: bool = False
-
-
-@dataclass(frozen=True)
-class Routing:
-    """The validated configuration, compiled for fast per-call routing."""
-
-    source: str
-    queues: Mapping[str, AnswerQueue | RedirectQueue | TransferQueue | RejectQueue]
-    workstreams: tuple[CompiledWorkstream, ...]
-    by_number: Mapping[str, CompiledWorkstream]
-    default_queue: str | None
-
-    @property
-    def sensitive_anywhere(self) -> frozenset[str]:
-        """The case-folded names of every workstream's sensitive variables (for masking what no
-        workstream owns, or a key that differs from a sensitive variable's name only in case)."""
-        return frozenset(name.casefold() for ws in self.workstreams for name in ws.sensitive)
-
-    def summary(self) -> str:
-        lines = [f"{self.source}: OK"]
-        lines.append(f"  queues ({len(self.queues)}):")
-        for name, q in self.queues.items():
-            detail = getattr(q, "target", None) or getattr(q, "callback_url", None) or getattr(q, "reason", "")
-            lines.append(f"    {name}: {q.action} {detail}".rstrip())
-        for ws in self.workstreams:
-            numbers = sorted(n for n, w in self.by_number.items() if w is ws)
-            sensitive = [v.name for v in ws.variables.values() if v.sensitive]
-            profile = "" if ws.uui.profile == "standard" else f"; UUI profile {ws.uui.profile}"
-            lines.append(
-                f"  workstream {ws.name}: numbers {', '.join(numbers)}; {len(ws.variables)} context variables"
-                f" ({len(sensitive)} sensitive); {len(ws.rules)} rules; fallback {ws.fallback_queue};"
-                f" invalid context {ws.invalid_context_queue}{profile}"
-            )
-        lines.append(f"  default queue for unknown numbers: {self.default_queue or '(none: such calls are rejected)'}")
-        return "\n".join(lines)
-
-
-_QUEUE = TypeAdapter(Queue)
+_QUEUE = TypeAdapter(QueueSpec)
 _ACTIONS = ("answer", "redirect", "transfer", "reject")
 #: pydantic's names for the kinds it expected, as an operator says them.
 _KINDS = {
@@ -521,6 +453,17 @@ def _typed_scalar(var: ContextVariable, op: str, written: Any, ignore_case: bool
     return typed
 
 
+def _queue(spec: AnswerQueueSpec | RedirectQueueSpec | TransferQueueSpec | RejectQueueSpec) -> Queue:
+    """The validated queue as routing uses it."""
+    if isinstance(spec, AnswerQueueSpec):
+        return AnswerQueue(spec.callback_url)
+    if isinstance(spec, RedirectQueueSpec):
+        return RedirectQueue(spec.target)
+    if isinstance(spec, TransferQueueSpec):
+        return TransferQueue(spec.target, spec.uui_format)
+    return RejectQueue(spec.reason)
+
+
 def _queue_name(report: _Report, path: Path, place: str, what: str, name: Any, queues: Mapping[str, Any]) -> None:
     if name is not None and name not in queues:
         known = ", ".join(str(q) for q in queues) or "none"
@@ -546,7 +489,8 @@ def _compile_workstream(
             )
         owner[number] = ws.name
     variables: dict[str, ContextVariable] = {}
-    for j, var in enumerate(ws.context_variables):
+    for j, spec in enumerate(ws.context_variables):
+        var = ContextVariable(spec.name, spec.type, spec.sensitive)
         where = (*base, "context_variables", repairs.position("context_variables", j))
         if var.name in variables:
             report.add(where, place, f"context variable {var.name!r} is declared twice")
@@ -615,7 +559,13 @@ def _compile_workstream(
         rules.append(CompiledRule(rule.name, rule.queue, tuple(conditions)))
     return CompiledWorkstream(
         name=ws.name,
-        uui=ws.uui,
+        uui=UUISettings(
+            profile=ws.uui.profile,
+            default_encoding=ws.uui.default_encoding,
+            positional=ws.uui.positional,
+            max_length=ws.uui.max_length,
+            items=ws.uui.items,
+        ),
         variables=variables,
         rules=tuple(rules),
         fallback_queue=ws.fallback_queue,
@@ -663,14 +613,14 @@ def parse(text: str, source: str = "routing.yaml") -> Routing:
             report.add((key,), "", f"{key!r} is not a setting of a routing file (queues, workstreams, default_queue)")
 
     queues_raw = raw.get("queues")
-    queues: dict[str, AnswerQueue | RedirectQueue | TransferQueue | RejectQueue] = {}
+    queues: dict[str, Queue] = {}
     if not isinstance(queues_raw, dict) or not queues_raw:
         report.add(("queues",), "", "queues is missing: a routing file needs at least one queue")
         queues_raw = {}
     for name, body in queues_raw.items():
         queue = _validate(report, ("queues", name), f"queue {name!r}", lambda body=body: _QUEUE.validate_python(body))
         if queue is not None:
-            queues[str(name)] = queue
+            queues[str(name)] = _queue(queue)
 
     workstreams_raw = raw.get("workstreams")
     if not isinstance(workstreams_raw, list) or not workstreams_raw:

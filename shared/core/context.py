@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.core.config import CompiledWorkstream
+from shared.core.routing_table import CompiledWorkstream
 from shared.core.values import TypeMismatch, Value, convert
 
 

@@ -19,7 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.core import uui
-from shared.core.config import (
+from shared.core.context import Context, Issue, map_context
+from shared.core.decision import RULE_FALLBACK, RULE_INVALID_CONTEXT, RULE_UNKNOWN_NUMBER, Action, Decision
+from shared.core.events import IncomingCall
+from shared.core.routing_table import (
     AnswerQueue,
     CompiledCondition,
     CompiledRule,
@@ -29,9 +32,6 @@ from shared.core.config import (
     Routing,
     TransferQueue,
 )
-from shared.core.context import Context, Issue, map_context
-from shared.core.decision import RULE_FALLBACK, RULE_INVALID_CONTEXT, RULE_UNKNOWN_NUMBER, Action, Decision
-from shared.core.events import IncomingCall
 from shared.core.uui import UUIError
 from shared.core.values import Value
 

@@ -66,7 +66,7 @@ def expected_app_files() -> set[str]:
         sources += [
             p.relative_to(ROOT).as_posix() for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts
         ]
-    data = {"host.json", "requirements.txt", "routing.yaml", "LICENSE"}
+    data = {"host.json", "requirements.txt", "routing.yaml", "routing.yaml.prebuilt", "LICENSE"}
     return data | set(sources) | {pyc(s) for s in sources}
 
 
@@ -239,3 +239,65 @@ def test_the_package_targets_the_python_the_bicep_deploys() -> None:
     assert runtime_python({"PYTHON_VERSION": "3.11.7"}) == "3.11"  # as the python Docker images set it
     with pytest.raises(PackageError, match="is not a Python version"):
         runtime_python({"PYTHON_VERSION": "latest"})
+
+
+_START_UP = """
+import dataclasses, json, sys
+import function_app
+from shared import app
+loaded = app.current().routing
+validator = sorted(m for m in ("pydantic", "yaml", "shared.core.config", "shared.core.yaml_source") if m in sys.modules)
+from shared.core import config
+with open("routing.yaml", encoding="utf-8") as fh:
+    fresh = config.parse(fh.read(), source=loaded.source)
+def plain(v):  # comparable: sets sorted (their order follows hashing), dataclasses with their type
+    if dataclasses.is_dataclass(v):
+        return (type(v).__name__, [plain(getattr(v, f.name)) for f in dataclasses.fields(v)])
+    if isinstance(v, dict):
+        return [[k, plain(x)] for k, x in v.items()]
+    if isinstance(v, frozenset):
+        return sorted(map(repr, v))
+    if isinstance(v, (tuple, list)):
+        return [plain(x) for x in v]
+    return repr(v)
+print(json.dumps({"validator_at_start": validator, "same_table": plain(loaded) == plain(fresh)}))
+"""
+
+
+def test_start_up_from_the_package_uses_the_prebuilt_table_without_loading_the_validator(
+    package: Path, tmp_path: Path
+) -> None:
+    # The cold start's largest saving (BENCHMARKS.md, "Cold first answer"): routing.yaml's table is
+    # built by make package, so the worker imports neither pydantic nor the YAML parser before the
+    # first call is answered; the table is the one the validator builds from the same file.
+    root = tmp_path / "wwwroot"
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(root)
+    result = subprocess.run(
+        [sys.executable, "-S", "-s", "-c", _START_UP],
+        cwd=root,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": os.pathsep.join([str(root), str(root / SITE)]),
+            **SETTINGS,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {"validator_at_start": [], "same_table": True}
+
+
+def test_an_invalid_routing_yaml_is_never_packaged(tmp_path: Path) -> None:
+    from local.package import prebuild_routing
+
+    text = (ROOT / "routing.yaml").read_text(encoding="utf-8")
+    (tmp_path / "routing.yaml").write_text(text.replace("fallback_queue: agents", "fallback_queue: gone", 1))
+    with pytest.raises(
+        PackageError, match=r"(?s)routing\.yaml is invalid, so it is not packaged:\n.*\n  routing\.yaml:\d+: workstream"
+    ):
+        prebuild_routing(tmp_path)
+    assert not (tmp_path / "routing.yaml.prebuilt").exists()
