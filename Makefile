@@ -13,17 +13,25 @@ ARM_VENV   := .venv-arm
 ARM_STAMP  := $(ARM_VENV)/.installed
 ARM_MODELS := $(ARM_VENV)/arm-models.json
 
+# Azurite (the Azure Storage emulator) for the call records, from package.json / package-lock.json.
+NODE_STAMP := node_modules/.installed
+
 .PHONY: run test lint typecheck pytest infra-check arm-models arm-check sipp bench package numbers local-settings clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	@echo "Installing Handoff's dependencies into $(VENV) (about a minute on the first run)..."
+	@echo "Installing Handoff's dependencies into $(VENV) (about a minute on the first run)..." >&2
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	@echo "Installing Azurite into node_modules (npm ci, about 15 s on the first run)..." >&2
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+run: $(STAMP) $(NODE_STAMP)
 	$(PY) -m local.run $(ARGS)
 
 lint: $(STAMP)
@@ -33,7 +41,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy shared functions function_app.py local bench
 
-pytest: $(STAMP) $(ARM_MODELS) sipp
+pytest: $(STAMP) $(NODE_STAMP) $(ARM_MODELS) sipp
 	$(VENV)/bin/pytest
 
 # SIPp, the SIP traffic generator (Debian package sip-tester): the real SIP peer that
@@ -110,4 +118,4 @@ local-settings: $(STAMP)
 	$(PY) -m local.settings_example
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(ARM_VENV) dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) $(ARM_VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -83,6 +84,31 @@ SETTINGS: tuple[Setting, ...] = (
         "Secret key (at least 16 characters) for the short keyed hashes (HMAC-SHA256) that replace "
         "sensitive context values in logs and telemetry, so operators can match calls; unset: masked as ***.",
     ),
+    Setting(
+        "HANDOFF_STORE",
+        "Where the call records are kept (Table Storage): the table endpoint "
+        "(https://<account>.table.core.windows.net), used with the managed identity, in Azure; a connection "
+        "string locally (Azurite). Unset: no records, and lookups answer 503.",
+    ),
+    Setting("HANDOFF_STORE_TABLE", "Table of the call records.", default="calls"),
+    Setting(
+        "HANDOFF_CONTEXT_TTL_HOURS",
+        "How long a call's record (its context) is kept before the sweep deletes it, in hours.",
+        default="24",
+    ),
+    Setting(
+        "HANDOFF_TRANSFER_TIMEOUT_SECONDS",
+        "How long a call answered for a transfer may wait for it: past this the sweep (timer_trigger, every "
+        "minute) transfers it to its workstream's fallback queue or hangs up, so nobody is left on an answered call.",
+        default="15",
+    ),
+    Setting(
+        "HANDOFF_REVEAL_KEY",
+        "Secret (at least 32 characters) a lookup of /api/calls/{correlationId} presents in the "
+        "X-Handoff-Reveal-Key header to get sensitive context values unmasked; unset: never revealed. Give it "
+        "only to the agent desktop's back end.",
+        in_azure=False,
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -106,8 +132,16 @@ class Settings:
     appinsights_authentication_string: str | None = None
     redaction_key: str | None = field(default=None, repr=False)  # a secret: kept out of reprs
     context_keys: tuple[str, ...] = field(default=(), repr=False)  # secrets: kept out of reprs
+    #: The call records: a table endpoint (managed identity) or a connection string; None: off.
+    store: str | None = field(default=None, repr=False)  # a connection string holds a key
+    store_table: str = "calls"
+    context_ttl_hours: float = 24.0
+    transfer_timeout_seconds: float = 15.0
+    reveal_key: str | None = field(default=None, repr=False)  # a secret: kept out of reprs
 
 
+#: https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model#table-names
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 #: Shorter keys make the keyed hashes of sensitive values guessable.
 REDACTION_KEY_MIN = 16
 #: A context key is an HMAC and AES-256 key source: 32 characters of `openssl rand -hex 32` and up.
@@ -159,6 +193,22 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"setting HANDOFF_CONTEXT_KEY: every key must be at least {CONTEXT_KEY_MIN} characters long"
         )
+    store = _get(env, "HANDOFF_STORE")
+    if store and not (store.startswith(("https://", "http://")) or "=" in store):
+        # Never echoed: a connection string carries the account key.
+        raise SettingsError(
+            "setting HANDOFF_STORE must be a table endpoint (https://<account>.table.core.windows.net) or a "
+            "storage connection string"
+        )
+    table_name = _get(env, "HANDOFF_STORE_TABLE") or "calls"
+    if not _TABLE_NAME.fullmatch(table_name):
+        # Table Storage's rule for table names.
+        raise SettingsError(
+            f"setting HANDOFF_STORE_TABLE must be 3-63 letters and digits, starting with a letter; got {table_name!r}"
+        )
+    reveal_key = _get(env, "HANDOFF_REVEAL_KEY")
+    if reveal_key is not None and len(reveal_key) < CONTEXT_KEY_MIN:
+        raise SettingsError(f"setting HANDOFF_REVEAL_KEY must be at least {CONTEXT_KEY_MIN} characters long")
     return Settings(
         config_path=_get(env, "HANDOFF_CONFIG") or "routing.yaml",
         acs_endpoint=endpoint,
@@ -172,7 +222,23 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         appinsights_authentication_string=_get(env, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
         redaction_key=redaction_key,
         context_keys=context_keys,
+        store=store,
+        store_table=table_name,
+        context_ttl_hours=_positive(env, "HANDOFF_CONTEXT_TTL_HOURS", maximum=24 * 365),
+        transfer_timeout_seconds=_positive(env, "HANDOFF_TRANSFER_TIMEOUT_SECONDS", maximum=3600),
+        reveal_key=reveal_key,
     )
+
+
+def _positive(env: Mapping[str, str], name: str, maximum: float) -> float:
+    text = _get(env, name) or ""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"setting {name} must be a number, got {text!r}") from None
+    if not 0 < value <= maximum:
+        raise SettingsError(f"setting {name} must be in (0, {maximum:g}], got {text}")
+    return value
 
 
 #: The routing table ``make package`` validates and compiles into the package beside the file it
