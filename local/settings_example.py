@@ -37,6 +37,8 @@ PLACEHOLDERS = {
     "HANDOFF_CALLBACK_URL": "https://<your-dev-tunnel-host>/api/callbacks",
     "ACS_RESOURCE_ID": "<the ACS resource's immutableResourceId (a GUID): see docs/deploy.md>",
     "HANDOFF_CONTEXT_KEY": "<openssl rand -hex 32>",
+    # The call records in the Azurite the host uses already (its table service, port 10002).
+    "HANDOFF_STORE": "UseDevelopmentStorage=true",
 }
 
 

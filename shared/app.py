@@ -12,12 +12,15 @@ an invalid routing file fails there, naming what is wrong, before any call arriv
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hmac
 import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,8 @@ from shared.adapters import settings, telemetry
 from shared.adapters.call_automation import CallActions, create_client
 from shared.adapters.callback_auth import CallbackAuthError, CallbackVerifier, SigningKeysUnavailable
 from shared.adapters.dedupe import CallStates, Claims
-from shared.core import callback_flow, events, redaction, routing
+from shared.adapters.store import CallStore, FlowStates, RecordWriter, StoreError
+from shared.core import call_record, callback_flow, events, redaction, routing
 from shared.core.acs import INCOMING_CALL_EVENT
 from shared.core.callback_flow import CallbackEvent, CallbackResult, HangUp, Note, Transfer, Transition
 from shared.core.decision import RULE_UNKNOWN_NUMBER, ActionResult, Decision, Outcome, after_transient
@@ -68,6 +72,15 @@ class App:
         self.call_states = CallStates()
         self.workstreams = {ws.name: ws for ws in table.workstreams}
         self.verifier = CallbackVerifier(cfg.openid_config_url, cfg.acs_resource_id)
+        #: The call records (HANDOFF_STORE), or None: then lookups answer 503 and the flow's state
+        #: is this process's own.
+        self.store = CallStore(cfg, actions.sealer) if cfg.store else None
+        self.records = (
+            RecordWriter(self.store, on_written=telemetry.store_record_written, on_lost=telemetry.store_record_lost)
+            if self.store is not None
+            else None
+        )
+        self.flow_states = FlowStates(self.store, self.call_states)
 
     # ---- IncomingCall ------------------------------------------------------------------------
 
@@ -107,8 +120,19 @@ class App:
                 result = after_transient(result, events.age_s(call.event_time, time.time()))
                 if result.retryable:
                     self.claims.release(keys)  # let Event Grid's redelivery act
+            self._record(call, decision, result)
         self._log_call(call, decision, result)
         return Handled(call.event_id, call, decision, result)
+
+    def _record(self, call: events.IncomingCall, decision: Decision, result: ActionResult) -> None:
+        """Queue the call's record: after the Call Automation request, never delaying it."""
+        if self.records is None or result.retryable:
+            return  # a retryable failure: the redelivery that acts writes the record
+        ws = self.workstreams.get(decision.workstream) if decision.workstream else None
+        ttl = timedelta(hours=self.settings.context_ttl_hours)
+        record = call_record.for_call(call, decision, result, ws.variables if ws else None, _now(), ttl)
+        if record is not None:
+            self.records.submit(record)
 
     def _log_call(self, call: events.IncomingCall, decision: Decision, result: ActionResult) -> None:
         fields: dict[str, Any] = {
@@ -190,13 +214,12 @@ class App:
     def _transition(self, event: CallbackEvent) -> Transition:
         """The flow's next step for ``event``, with the call's state moved on atomically: of two
         threads handling the same callback, one acts and the other sees a repeat."""
-        connection = event.call_connection_id
         for _ in range(_MAX_STEPS):
-            state, version = self.call_states.get(connection) if connection else (callback_flow.CallState.ANSWERED, 0)
+            state, version = self.flow_states.get(event)
             transition = callback_flow.next_step(event, state, self.routing)
-            if transition.next_state is None or connection is None:
+            if transition.next_state is None or event.call_connection_id is None:
                 return transition
-            if self.call_states.set_if(connection, version, transition.next_state):
+            if self.flow_states.set_if(event, version, transition.next_state):
                 return transition
         return Transition(Note("duplicate"))
 
@@ -239,6 +262,98 @@ class App:
         if result.outcome == Outcome.DONE:
             log.info("%s: transfer to %s (%s attempt) requested", event.who, step.target, step.attempt)
         return result
+
+    # ---- the call's record: lookups and the stranded-call sweep --------------------------------
+
+    def lookup(self, correlation_id: str, reveal_key: str | None = None) -> tuple[int, dict[str, Any]]:
+        """``GET /api/calls/{correlationId}``: the call's latest leg as JSON (404 unknown, 503 store
+        off or unavailable). Sensitive values are masked unless ``reveal_key`` is HANDOFF_REVEAL_KEY;
+        a wrong key is refused (403) rather than silently masked, so a misconfigured desktop shows."""
+        if self.store is None:
+            return 503, {"error": "store off: HANDOFF_STORE is not set, so no call records are kept"}
+        if not call_record.valid_correlation_id(correlation_id):
+            return 400, {"error": "not a correlation id"}
+        reveal = False
+        if reveal_key is not None:
+            expected = self.settings.reveal_key
+            if expected is None or not hmac.compare_digest(reveal_key.encode(), expected.encode()):
+                log.warning("lookup of call %s refused (403): the reveal key does not match", correlation_id)
+                return 403, {"error": "the reveal key does not match"}
+            reveal = True
+        try:
+            legs = self.store.legs(correlation_id, reveal=reveal)
+        except StoreError as exc:
+            log.error("lookup of call %s: the store is unavailable (%s)", correlation_id, exc)
+            return 503, {"error": "the store is unavailable"}
+        if not legs:
+            return 404, {"error": "no record of this call"}
+        log.info("lookup of call %s: %d leg(s)%s", correlation_id, len(legs), ", sensitive values revealed" * reveal)
+        return 200, {**call_record.detail(legs[-1], reveal), "legs": len(legs)}
+
+    def sweep(self, now: datetime | None = None) -> dict[str, int]:
+        """The timer's work (every minute): calls answered for a transfer that no transfer reached
+        within HANDOFF_TRANSFER_TIMEOUT_SECONDS (their CallConnected callback never came, or came
+        to an instance that failed) are transferred to the workstream's fallback queue, or hung up;
+        then records past their time to live are deleted. Returns what it did, by kind."""
+        done = {"stranded": 0, "transferred": 0, "hung_up": 0, "settled": 0, "failed": 0, "deleted": 0}
+        if self.store is None:
+            return done
+        now = now or _now()
+        waited = timedelta(seconds=self.settings.transfer_timeout_seconds)
+        try:
+            stranded = self.store.stranded(now - waited)
+        except StoreError as exc:
+            log.error("sweep: the store is unavailable (%s); stranded calls are looked for again next minute", exc)
+            return done
+        for record in stranded:
+            self._rescue(record, now, done)
+        try:
+            done["deleted"] = self.store.delete_expired(now)
+        except StoreError as exc:
+            log.error("sweep: expired records not deleted: %s", exc)
+        return done
+
+    def _rescue(self, record: call_record.CallRecord, now: datetime, done: dict[str, int]) -> None:
+        assert self.store is not None
+        try:
+            state, version = self.store.flow(record.correlation_id, record.leg)
+            if state not in (None, callback_flow.CallState.ANSWERED):
+                self.store.settle(record)  # its flow moved on after the record was written
+                done["settled"] += 1
+                return
+            transition = callback_flow.stranded(record, self.routing, self.settings.transfer_timeout_seconds)
+            assert transition.next_state is not None
+            if not self.store.set_flow_if(record.correlation_id, record.leg, version, transition.next_state, now):
+                return  # a callback or another instance's sweep got there first
+        except StoreError as exc:
+            log.error("sweep: call %s not looked at: %s", record.correlation_id, exc)
+            done["failed"] += 1
+            return
+        done["stranded"] += 1
+        step = transition.step
+        log.log(_LEVELS[getattr(step, "level", "warning")], getattr(step, "message", ""))
+        connection = record.call_connection_id
+        result: ActionResult | None = None
+        if isinstance(step, Transfer) and connection:
+            result = self.actions.transfer(connection, step.target, step.headers, step.operation_context)
+            if result.outcome == Outcome.DONE:
+                done["transferred"] += 1
+        if connection and (result is None or result.outcome != Outcome.DONE):
+            hang_up = self.actions.hang_up(connection)
+            if hang_up.outcome in (Outcome.DONE, Outcome.ALREADY_HANDLED):
+                done["hung_up"] += 1
+            else:
+                done["failed"] += 1
+                log.error("sweep: call %s could not be hung up either (%s)", record.correlation_id, hang_up.detail)
+        elif not connection:
+            done["failed"] += 1
+            log.error("sweep: call %s has no call connection id: nothing can act on it", record.correlation_id)
+        with contextlib.suppress(StoreError):  # else the next sweep sees the flow moved on and settles it
+            self.store.settle(record)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _callback_items(body: bytes) -> tuple[str, list[dict[str, Any]]]:

@@ -198,7 +198,8 @@ class CallActions:
                 # context follows on CallConnected, since only a connected call can be transferred.
                 callback = self.settings.callback_url if decision.action == Action.TRANSFER else decision.callback_url
                 assert callback is not None
-                operation_context = OperationContext.for_call(call.correlation_id, decision).to_json(self.sealer)
+                op = OperationContext.for_call(call.correlation_id, decision, call.leg)
+                operation_context = op.to_json(self.sealer)
                 props = self.client.answer_call(context, callback, operation_context=operation_context)
                 return str(props.call_connection_id) if props.call_connection_id else None
             if decision.action == Action.REDIRECT:

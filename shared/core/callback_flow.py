@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from shared.core.acs import CALLBACK_EVENT_PREFIX
+from shared.core.call_record import CallRecord
 from shared.core.decision import OperationContext, TransferAttempt
 from shared.core.routing_table import Routing, TransferQueue
 from shared.core.sealing import Sealer
@@ -205,7 +206,7 @@ def _transfer(
         attempt=attempt,
         headers=build(op.context, order, queue.target, queue.uui_format, workstream.uui.items if workstream else None),
         operation_context=OperationContext(
-            queue_name, op.workstream, op.correlation_id, op.context, queue.target, attempt, op.sealed
+            queue_name, op.workstream, op.correlation_id, op.context, queue.target, attempt, op.sealed, op.leg
         ),
     )
 
@@ -256,6 +257,35 @@ def _hung_up_before_transfer(event: CallbackEvent, routing: Routing) -> Transiti
 
 def _ended(event: CallbackEvent, routing: Routing) -> Transition:
     return Transition(Note("logged", "info", f"{event.who}: call ended"), CallState.ENDED)
+
+
+def stranded(record: CallRecord, routing: Routing, waited_s: float) -> Transition:
+    """A call answered for a transfer that no transfer reached: its CallConnected callback never came
+    (or reached an instance that failed). The sweep moves it to the workstream's fallback queue when
+    that queue transfers, else hangs up: nobody is left on an answered call."""
+    context = record.context_text()
+    sensitive = frozenset(v.name for v in record.context if v.sensitive) & context.keys()
+    op = OperationContext(
+        record.queue, record.workstream, record.correlation_id, context, sealed=frozenset(sensitive), leg=record.leg
+    )
+    event = CallbackEvent(
+        kind="Stranded",
+        event_id=None,
+        call_connection_id=record.call_connection_id,
+        server_call_id=None,
+        correlation_id=record.correlation_id,
+        operation_context=op,
+    )
+    why = f"call {record.correlation_id}: answered for queue {record.queue}, and no transfer {waited_s:g} s later"
+    workstream = next((ws for ws in routing.workstreams if ws.name == record.workstream), None)
+    if workstream is not None:
+        fallback = routing.queues.get(workstream.fallback_queue)
+        if isinstance(fallback, TransferQueue):
+            step = _transfer(event, routing, workstream.fallback_queue, fallback, TransferAttempt.FALLBACK)
+            message = f"{why} (its CallConnected callback never arrived); transferring to fallback queue {step.queue}"
+            return Transition(replace(step, level="warning", message=message), CallState.TRANSFERRING_FALLBACK)
+    message = f"{why} (its CallConnected callback never arrived), and no fallback queue transfers; hanging up"
+    return Transition(HangUp("error", message), CallState.HUNG_UP)
 
 
 def _duplicate(event: CallbackEvent, routing: Routing) -> Transition:

@@ -130,7 +130,7 @@ class OperationContext:
     """The ``operationContext`` of a request this app made, as ACS echoes it in callbacks.
 
     On the wire it is compact JSON ``{queue, workstream, correlationId, context[, sealed][, target,
-    attempt], mac}``: ``context`` maps each context variable to its text as received, ``sealed``
+    attempt][, leg], mac}``: ``context`` maps each context variable to its text as received, ``sealed``
     holds the ``sealed`` ones (the workstream's sensitive variables) encrypted, and ``mac``
     authenticates the rest (shared/core/sealing.py), so only a context this app wrote is acted on.
     """
@@ -144,17 +144,21 @@ class OperationContext:
     attempt: TransferAttempt | None = None
     #: The variables of ``context`` that travel sealed, not in clear.
     sealed: frozenset[str] = frozenset()
+    #: The call's leg (events.IncomingCall.leg): with the correlation id, the key of its record, so a
+    #: callback reaching any instance finds the call's shared transfer-flow state.
+    leg: str | None = None
 
     @classmethod
-    def for_call(cls, correlation_id: str | None, decision: Decision) -> OperationContext:
+    def for_call(cls, correlation_id: str | None, decision: Decision, leg: str | None = None) -> OperationContext:
         """What the answer request carries. A transfer queue's call comes back to this app, which needs
         the whole context for the transfer: the sensitive variables travel sealed. An answer queue's
         call goes to another app, which cannot open them: it gets the non-sensitive variables only."""
         if decision.action == Action.TRANSFER:
             sealed = frozenset(decision.sensitive & decision.context_text.keys())
-            return cls(decision.queue, decision.workstream, correlation_id, dict(decision.context_text), sealed=sealed)
+            context = dict(decision.context_text)
+            return cls(decision.queue, decision.workstream, correlation_id, context, sealed=sealed, leg=leg)
         shown = {k: v for k, v in decision.context_text.items() if k not in decision.sensitive}
-        return cls(decision.queue, decision.workstream, correlation_id, shown)
+        return cls(decision.queue, decision.workstream, correlation_id, shown, leg=leg)
 
     def to_json(self, sealer: Sealer | None) -> str:
         """The wire form; unsigned only when no ``HANDOFF_CONTEXT_KEY`` is configured (no transfer queue)."""
@@ -173,6 +177,8 @@ class OperationContext:
             body["target"] = self.target
         if self.attempt is not None:
             body["attempt"] = str(self.attempt)
+        if self.leg is not None:
+            body["leg"] = self.leg
         if sealer is not None:
             body["mac"] = sealer.sign(body)
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
@@ -213,6 +219,7 @@ class OperationContext:
             target=text_of("target"),
             attempt=_ATTEMPTS.get(attempt) if attempt is not None else None,
             sealed=frozenset(opened),
+            leg=text_of("leg"),
         )
 
 

@@ -102,7 +102,12 @@ class IncomingCall:
         another event. Not the correlation id: a call redirected to another of our numbers keeps it
         and needs its own action (acs.md). Not the event id alone either: it is the sender's to get
         right, and a call must not lose its action to another event's id."""
-        return ("context:" + hashlib.sha256(self.incoming_call_context.encode()).hexdigest()[:32],)
+        return ("context:" + self.leg,)
+
+    @property
+    def leg(self) -> str:
+        """This leg of the call: the hash its deliveries share (the key of its record, call_record.py)."""
+        return hashlib.sha256(self.incoming_call_context.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

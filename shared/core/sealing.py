@@ -31,6 +31,9 @@ _MAC_LABEL = b"handoff operation-context mac v1"
 _SEAL_LABEL = b"handoff operation-context seal v1"
 _NONCE_BYTES = 12  # the GCM nonce size NIST SP 800-38D recommends
 _AAD = b"handoff operation-context"
+#: The call records' sealed values (shared/core/call_record.py) are bound to their own purpose: a
+#: blob sealed for a record does not open as an operation context's, nor the other way round.
+RECORD_AAD = b"handoff call-record"
 
 
 def _b64(data: bytes) -> str:
@@ -71,15 +74,23 @@ class Sealer:
                 return index
         return None
 
-    def seal(self, values: Mapping[str, str]) -> str:
-        """``values`` encrypted and authenticated (AES-256-GCM) with the first key."""
+    def seal(self, values: Mapping[str, str], aad: bytes = _AAD) -> str:
+        """``values`` encrypted and authenticated (AES-256-GCM) with the first key, bound to ``aad``."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # ~13 ms: see prewarm()
 
         nonce = secrets.token_bytes(_NONCE_BYTES)
         plain = json.dumps(dict(values), separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
-        return _b64(nonce + AESGCM(self._seal_keys[0]).encrypt(nonce, plain, _AAD))
+        return _b64(nonce + AESGCM(self._seal_keys[0]).encrypt(nonce, plain, aad))
 
-    def unseal(self, blob: Any, key_index: int) -> dict[str, str] | None:
+    def unseal_any(self, blob: Any, aad: bytes) -> dict[str, str] | None:
+        """What :meth:`seal` sealed with any of the keys (a stored record may predate a rotation)."""
+        for index in range(len(self._seal_keys)):
+            values = self.unseal(blob, index, aad)
+            if values is not None:
+                return values
+        return None
+
+    def unseal(self, blob: Any, key_index: int, aad: bytes = _AAD) -> dict[str, str] | None:
         """What :meth:`seal` sealed, with the key that verified the context; None when it does not open."""
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -88,7 +99,7 @@ class Sealer:
             return None
         try:
             raw = _unb64(blob)
-            plain = AESGCM(self._seal_keys[key_index]).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD)
+            plain = AESGCM(self._seal_keys[key_index]).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad)
             values = json.loads(plain.decode("utf-8", "surrogatepass"))
         except (InvalidTag, ValueError, UnicodeDecodeError):
             return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import copy
 import io
 import json
@@ -45,6 +47,8 @@ def test_an_answer_queue_is_answered_with_its_callback_url_and_the_context(stack
         "workstream": "retail-ivr",
         "correlationId": event["data"]["correlationId"],
         "context": {"Intent": "support", "Priority": "2"},
+        # The leg: with the correlation id, where the call's record is found (call_record.py).
+        "leg": hashlib.sha256(event["data"]["incomingCallContext"].encode()).hexdigest()[:32],
     }
     assert "500112233445" not in answer.body["operationContext"]
     assert app.current().actions.sealer is not None

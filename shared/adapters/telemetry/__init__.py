@@ -3,7 +3,7 @@
 - ``configure``: turns it on at start-up when ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set.
 - ``spans``: one ``handoff.incoming_call`` span per IncomingCall and one ``handoff.callback`` span per
   callback event (``requests``), a CLIENT span per Call Automation attempt (``dependencies``).
-- ``metrics``: the ``handoff`` meter (``customMetrics``).
+- ``metrics``: the ``handoff`` meter (``customMetrics``), the call records' writes and losses among them.
 - ``logs``: the ``handoff`` logger's records (``traces``) with flat dimensions and the call's ids.
 - ``names``: every name the above emit (docs/operate.md lists them).
 
@@ -23,6 +23,7 @@ from azure.core.pipeline.policies import HTTPPolicy
 from shared.adapters.telemetry.configure import configure, entra_client_id, exporter_options, flush, state
 from shared.adapters.telemetry.logs import current_scope, flatten
 from shared.adapters.telemetry.spans import HandledCall, call_ids, callback_attributes
+from shared.core.call_record import CallRecord
 from shared.core.callback_flow import CallbackEvent, CallbackResult
 from shared.core.events import IncomingCall
 
@@ -61,6 +62,22 @@ def callback_rejected(reason: str) -> None:
         state.deferred.rejections[reason] += 1
 
 
+def store_record_lost(record: CallRecord, reason: str) -> None:
+    """Count a call record the store never took (the writer has logged why)."""
+    runtime = state.runtime
+    if runtime is not None:
+        runtime.metrics.store_record_lost(record.queue)
+    elif state.deferred is not None:
+        state.deferred.records_lost[record.queue] += 1
+
+
+def store_record_written(record: CallRecord, seconds: float) -> None:
+    """A call record's time from queued to written (not kept before the exporter is ready)."""
+    runtime = state.runtime
+    if runtime is not None:
+        runtime.metrics.store_record_written(seconds)
+
+
 class CallAutomationAttempts(HTTPPolicy):  # type: ignore[type-arg]
     """azure-core per-retry policy: a dependency span per Call Automation attempt, and the retry count."""
 
@@ -94,4 +111,6 @@ __all__ = [
     "flatten",
     "flush",
     "incoming_call",
+    "store_record_lost",
+    "store_record_written",
 ]

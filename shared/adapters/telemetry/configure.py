@@ -141,6 +141,9 @@ def _replay(runtime: Runtime, deferred: Deferred, kept: list[Recorded]) -> None:
     for reason in list(deferred.rejections):
         for _ in range(deferred.rejections.pop(reason, 0)):
             runtime.metrics.callback_rejected(reason)
+    for queue in list(deferred.records_lost):
+        for _ in range(deferred.records_lost.pop(queue, 0)):
+            runtime.metrics.store_record_lost(queue)
     for record in list(deferred.loose):
         try:
             emit_to_exporter(record)

@@ -70,6 +70,8 @@ class Deferred:
         self.dropped = 0
         #: Callback requests refused before the exporter was ready, by reason (counted when it is).
         self.rejections: collections.Counter[str] = collections.Counter()
+        #: Call records lost before the exporter was ready, by queue.
+        self.records_lost: collections.Counter[str | None] = collections.Counter()
         self.first_request = threading.Event()
         self.done = threading.Event()
         #: Set once the exporter is ready: what finishes from then on is exported at once.

@@ -15,6 +15,8 @@ from shared.adapters.telemetry.names import (
     METRIC_DUPLICATE_EVENTS,
     METRIC_FALLBACK_ROUTES,
     METRIC_STALE_EVENTS,
+    METRIC_STORE_RECORDS_LOST,
+    METRIC_STORE_WRITE_TIME,
     METRIC_TIME_TO_ACTION,
     METRIC_TRANSIENT_RETRIES,
 )
@@ -61,6 +63,14 @@ class Instruments:
             METRIC_CALLBACK_REJECTIONS,
             unit="{request}",
             description="Callback requests refused before any event was read, by reason (keys_unavailable: alert)",
+        )
+        self.records_lost = meter.create_counter(
+            METRIC_STORE_RECORDS_LOST,
+            unit="{record}",
+            description="Call records the store never took after every retry (a lookup will not find the call)",
+        )
+        self.store_write_time = meter.create_histogram(
+            METRIC_STORE_WRITE_TIME, unit="ms", description="A call record's time from queued to written"
         )
 
     def call(self, decision: Decision, result: ActionResult, to_answer_s: float | None) -> None:
@@ -110,3 +120,9 @@ class Instruments:
 
     def callback_rejected(self, reason: str) -> None:
         self.callback_rejections.add(1, {"reason": reason})
+
+    def store_record_lost(self, queue: str | None) -> None:
+        self.records_lost.add(1, {"queue": _dim(queue)})
+
+    def store_record_written(self, seconds: float) -> None:
+        self.store_write_time.record(seconds * 1000)

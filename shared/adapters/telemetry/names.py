@@ -19,6 +19,8 @@ METRIC_DUPLICATE_EVENTS = "handoff.duplicate_events"
 METRIC_TIME_TO_ACTION = "handoff.time_to_action"
 METRIC_CALLBACKS = "handoff.callbacks"
 METRIC_CALLBACK_REJECTIONS = "handoff.callback_rejections"  # by reason: keys_unavailable, unauthorized, ...
+METRIC_STORE_RECORDS_LOST = "handoff.store_records_lost"  # call records not written (store down): alert
+METRIC_STORE_WRITE_TIME = "handoff.store_write_time"  # queued → written, ms
 
 # Span attributes and log dimensions share these names: one query language for both tables.
 EVENT_ID = "handoff.event_id"

@@ -1,0 +1,419 @@
+"""The call records in Azure Table Storage (``azure-data-tables``), Azurite locally: the only module
+that talks to the store.
+
+- **Where**: ``HANDOFF_STORE``: in Azure the table endpoint, with the app's managed identity (its
+  role, *Storage Table Data Contributor*, is scoped to the table: infra/bicep), so the table is
+  created by the Bicep, never here; locally a connection string (Azurite), and the table is
+  created on first use.
+- **Off the answer's path**: ``azure.data.tables`` (~18 ms of imports, handbook azure.md) is
+  imported on first use, which the :class:`RecordWriter` makes after the first Call Automation
+  request; the IncomingCall handler only queues the record.
+- **Two clients**: the callback flow's reads and conditional writes give up after
+  :data:`FLOW_TIMEOUT_S` (a transfer must not wait on a slow store: the flow then falls back to
+  this process's own state, shared/adapters/dedupe.py); record writes, lookups and the sweep
+  allow :data:`BULK_TIMEOUT_S`.
+- **Concurrency**: the transfer flow's state moves with optimistic concurrency: a write carries
+  the ETag it read (``If-Match``) and fails with 412 when another instance wrote first; the
+  record's own write never touches the flow's properties (call_record.FLOW_PROPERTIES).
+
+Every failure of the store becomes :class:`StoreError`, whose message names the cause (never a
+connection string or a value).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.adapters.dedupe import CallStates
+from shared.adapters.settings import Settings
+from shared.core.call_record import FLOW_PROPERTIES, CallRecord, from_entity, to_entity
+from shared.core.callback_flow import CallbackEvent, CallState
+from shared.core.sealing import Sealer
+
+log = logging.getLogger("handoff.store")
+
+#: The callback flow's store requests: a slower store is treated as unavailable for that callback.
+FLOW_TIMEOUT_S = 1.0
+#: Record writes, lookups and the sweep: off any call's path.
+BULK_TIMEOUT_S = 10.0
+#: Conditional updates lost to another writer are read and tried again this many times.
+_CAS_ROUNDS = 8
+
+
+class StoreError(Exception):
+    """The store could not be reached, timed out or refused the request."""
+
+
+class CallStore:
+    """The records of one table. Thread-safe; the clients are created on first use."""
+
+    def __init__(self, settings: Settings, sealer: Sealer | None) -> None:
+        assert settings.store, "CallStore needs HANDOFF_STORE"
+        self._settings = settings
+        self.sealer = sealer
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._table_ready = False
+
+    # ---- clients --------------------------------------------------------------------------
+
+    def _client(self, purpose: str) -> Any:
+        with self._lock:
+            client = self._clients.get(purpose)
+            if client is None:
+                client = self._clients[purpose] = self._new_client(
+                    FLOW_TIMEOUT_S if purpose == "flow" else BULK_TIMEOUT_S
+                )
+            if not self._table_ready and not _is_endpoint(self._settings.store):
+                # Locally (a connection string) the table may not exist yet; in Azure the Bicep
+                # creates it, and the app's role on the table alone could not create it anyway.
+                from azure.core.exceptions import ResourceExistsError
+
+                try:
+                    client.create_table()
+                except ResourceExistsError:
+                    pass
+                except Exception as exc:
+                    raise StoreError(_reason(exc)) from None
+                self._table_ready = True
+            return client
+
+    def _new_client(self, timeout: float) -> Any:
+        from azure.data.tables import TableClient  # here: never on a cold start's path to the first answer
+
+        store, table = self._settings.store or "", self._settings.store_table
+        # retry_total=0: the flow falls back at once, and the record writer retries on its own terms.
+        options: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout, "retry_total": 0}
+        if _is_endpoint(store):
+            from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+            client_id = self._settings.azure_client_id
+            credential: Any = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
+            return TableClient(endpoint=store, table_name=table, credential=credential, **options)
+        return TableClient.from_connection_string(store, table_name=table, **options)
+
+    @contextmanager
+    def _calls(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(_reason(exc)) from None
+
+    # ---- the record ------------------------------------------------------------------------
+
+    def write(self, record: CallRecord) -> None:
+        """Store the record of a call leg. A second write of the same leg merges its properties and
+        leaves the transfer flow's alone (a callback may already have moved it on)."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.data.tables import UpdateMode
+
+        entity = to_entity(record, self.sealer)
+        with self._calls():
+            client = self._client("bulk")
+            try:
+                client.create_entity(entity)
+            except ResourceExistsError:
+                kept = {k: v for k, v in entity.items() if k not in FLOW_PROPERTIES and k != "AwaitingTransfer"}
+                client.update_entity(kept, mode=UpdateMode.MERGE)
+
+    def legs(self, correlation_id: str, reveal: bool = False) -> list[CallRecord]:
+        """Every leg recorded under the correlation id, oldest first."""
+        with self._calls():
+            entities = self._client("bulk").query_entities("PartitionKey eq @pk", parameters={"pk": correlation_id})
+            records = [self._record(e, reveal) for e in entities]
+        return sorted(records, key=lambda r: r.acted_at)
+
+    def recent(self, since: datetime, queue: str | None = None, limit: int = 1000) -> list[CallRecord]:
+        """Legs acted on since ``since`` (optionally of one queue), newest first, at most ``limit``."""
+        query, parameters = "ActedAt ge @since", dict[str, Any]({"since": since})
+        if queue is not None:
+            query, parameters = query + " and Queue eq @queue", {**parameters, "queue": queue}
+        with self._calls():
+            entities = self._client("bulk").query_entities(query, parameters=parameters)
+            records = [self._record(e, False) for e in entities]
+        return sorted(records, key=lambda r: r.acted_at, reverse=True)[:limit]
+
+    def _record(self, entity: Any, reveal: bool) -> CallRecord:
+        etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
+        return from_entity(entity, self.sealer if reveal else None, etag)
+
+    # ---- the transfer flow's state, shared by every instance -------------------------------
+
+    def flow(self, correlation_id: str, leg: str) -> tuple[str | None, int]:
+        """(state, version) of the leg's transfer flow: (None, 0) before any callback moved it."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with self._calls():
+            try:
+                entity = self._client("flow").get_entity(correlation_id, leg, select=["FlowState", "FlowVersion"])
+            except ResourceNotFoundError:
+                return None, 0
+        record = from_entity({"PartitionKey": correlation_id, "RowKey": leg, **entity})
+        return record.flow_state, record.flow_version
+
+    def set_flow_if(self, correlation_id: str, leg: str, version: int, state: str, now: datetime) -> bool:
+        """Move the flow to ``state`` if it is still at ``version``; False when another writer got
+        there first. An update that loses only to a write of the record itself (same version) is
+        read again and retried: that write changed the ETag, not the flow."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        change = {
+            "PartitionKey": correlation_id,
+            "RowKey": leg,
+            "FlowState": state,
+            "FlowVersion": version + 1,
+            "UpdatedAt": now,
+            "AwaitingTransfer": False,
+        }
+        with self._calls():
+            client = self._client("flow")
+            for _ in range(_CAS_ROUNDS):
+                try:
+                    entity = client.get_entity(correlation_id, leg, select=["FlowVersion"])
+                except ResourceNotFoundError:
+                    if version != 0:
+                        return False
+                    try:  # the callback came before the record's write: the flow's row starts here
+                        client.create_entity(change)
+                        return True
+                    except ResourceExistsError:
+                        continue
+                current = entity.get("FlowVersion")
+                if (current if isinstance(current, int) else 0) != version:
+                    return False
+                try:
+                    client.update_entity(
+                        change,
+                        mode=UpdateMode.MERGE,
+                        etag=entity.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return True
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    continue
+        raise StoreError(f"the flow state kept changing under {_CAS_ROUNDS} conditional updates")
+
+    # ---- the sweep ---------------------------------------------------------------------------
+
+    def stranded(self, answered_before: datetime) -> list[CallRecord]:
+        """Legs answered for a transfer before ``answered_before`` whose flow has not moved on."""
+        with self._calls():
+            entities = self._client("bulk").query_entities(
+                "AwaitingTransfer eq true and ActedAt lt @before", parameters={"before": answered_before}
+            )
+            return [self._record(e, True) for e in entities]
+
+    def settle(self, record: CallRecord) -> None:
+        """The leg no longer awaits its transfer (its flow moved on, or the sweep acted on it)."""
+        from azure.data.tables import UpdateMode
+
+        with self._calls():
+            self._client("bulk").update_entity(
+                {"PartitionKey": record.correlation_id, "RowKey": record.leg, "AwaitingTransfer": False},
+                mode=UpdateMode.MERGE,
+            )
+
+    def delete_expired(self, now: datetime) -> int:
+        """Delete the records past their time to live (HANDOFF_CONTEXT_TTL_HOURS); how many."""
+        with self._calls():
+            client = self._client("bulk")
+            expired = list(
+                client.query_entities("ExpiresAt lt @now", parameters={"now": now}, select=["PartitionKey", "RowKey"])
+            )
+            for entity in expired:
+                client.delete_entity(entity["PartitionKey"], entity["RowKey"])
+        return len(expired)
+
+
+def _is_endpoint(store: str | None) -> bool:
+    return bool(store) and str(store).startswith(("https://", "http://"))
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, for a log line: the HTTP status and error code, or the kind of failure."""
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None)
+    if status is not None:
+        return f"the store answered {status}{f' {code}' if code else ''}"
+    name = type(exc).__name__
+    if name in ("ServiceRequestError", "ServiceRequestTimeoutError"):
+        return "the store cannot be reached"
+    if name in ("ServiceResponseError", "ServiceResponseTimeoutError"):
+        return "the store did not answer in time"
+    return f"the store failed ({name})"
+
+
+#: A flow version, tagged with where it was read: the store's, or this process's own.
+Version = tuple[str, int]
+
+
+class FlowStates:
+    """The callback flow's state of each call. With a store, it lives in the call's record, found by
+    the correlation id and leg its verified operation context carries, so every instance sees it
+    and a conditional write lets exactly one of them act. Without one, or when the store fails
+    (logged), it is this process's own (dedupe.CallStates): the call still gets its step."""
+
+    def __init__(self, store: CallStore | None, local: CallStates) -> None:
+        self.store = store
+        self.local = local
+
+    def _key(self, event: CallbackEvent) -> tuple[str, str] | None:
+        op = event.operation_context
+        if self.store is None or op is None or not op.correlation_id or not op.leg:
+            return None
+        return op.correlation_id, op.leg
+
+    def get(self, event: CallbackEvent) -> tuple[CallState, Version]:
+        key = self._key(event)
+        if key is not None:
+            try:
+                state, number = self.store.flow(*key)  # type: ignore[union-attr]
+                return _state(state), ("store", number)
+            except StoreError as exc:
+                log.warning("%s: the store is unavailable (%s); this instance's own state decides", event.who, exc)
+        return self._local_get(event)
+
+    def _local_get(self, event: CallbackEvent) -> tuple[CallState, Version]:
+        if event.call_connection_id is None:
+            return CallState.ANSWERED, ("local", 0)
+        state, version = self.local.get(event.call_connection_id)
+        return state, ("local", version)
+
+    def set_if(self, event: CallbackEvent, version: Version, state: CallState) -> bool:
+        where, number = version
+        key = self._key(event)
+        if where == "store" and key is not None:
+            try:
+                return self.store.set_flow_if(*key, number, str(state), _utcnow())  # type: ignore[union-attr]
+            except StoreError as exc:
+                log.warning("%s: the store is unavailable (%s); this instance's own state decides", event.who, exc)
+                _, version = self._local_get(event)
+                where, number = version
+        if event.call_connection_id is None:
+            return True
+        return self.local.set_if(event.call_connection_id, number, state)
+
+
+def _state(text: str | None) -> CallState:
+    """The stored flow state; a record no callback has moved yet is answered."""
+    try:
+        return CallState(text) if text else CallState.ANSWERED
+    except ValueError:
+        return CallState.ANSWERED
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecordWriter:
+    """Writes records in the background, so no call waits on the store.
+
+    A record is retried with growing pauses until it is written, :data:`attempts` are spent or it
+    is older than ``give_up_after_s``; then it is lost: logged and counted (``on_lost``). The queue
+    is bounded: a record that finds it full is lost at once. Threads start with the first record.
+    """
+
+    def __init__(
+        self,
+        store: CallStore,
+        on_written: Callable[[CallRecord, float], None] | None = None,
+        on_lost: Callable[[CallRecord, str], None] | None = None,
+        workers: int = 4,
+        capacity: int = 10_000,
+        attempts: int = 5,
+        give_up_after_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self._on_written = on_written
+        self._on_lost = on_lost
+        self._workers = workers
+        self._queue: queue.Queue[tuple[CallRecord, float]] = queue.Queue(maxsize=capacity)
+        self._attempts = attempts
+        self._give_up_after_s = give_up_after_s
+        self._clock = clock
+        self._started = False
+        self._start_lock = threading.Lock()
+        self.written = 0
+        self.lost = 0
+        self._count_lock = threading.Lock()
+
+    def submit(self, record: CallRecord) -> None:
+        """Queue ``record`` for writing; never blocks, never raises."""
+        if not self._started:
+            self._start()
+        try:
+            self._queue.put_nowait((record, self._clock()))
+        except queue.Full:
+            self._lose(record, "the record queue is full")
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            for n in range(self._workers):
+                threading.Thread(target=self._run, name=f"handoff-records-{n}", daemon=True).start()
+            self._started = True
+
+    def _run(self) -> None:
+        while True:
+            record, queued_at = self._queue.get()
+            try:
+                self._write(record, queued_at)
+            except Exception as exc:  # a bug must not stop the writer
+                self._lose(record, f"unexpected {type(exc).__name__}")
+            finally:
+                self._queue.task_done()
+
+    def _write(self, record: CallRecord, queued_at: float) -> None:
+        pause = 0.2
+        reason = ""
+        for attempt in range(self._attempts):
+            try:
+                self.store.write(record)
+            except StoreError as exc:
+                reason = str(exc)
+                if attempt == self._attempts - 1 or self._clock() - queued_at + pause > self._give_up_after_s:
+                    break
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            with self._count_lock:
+                self.written += 1
+            if self._on_written is not None:
+                self._on_written(record, self._clock() - queued_at)
+            return
+        self._lose(record, reason)
+
+    def _lose(self, record: CallRecord, reason: str) -> None:
+        with self._count_lock:
+            self.lost += 1
+        log.error(
+            "call %s: its record (leg %s) is lost: %s; a lookup will not find it",
+            record.correlation_id,
+            record.leg,
+            reason,
+        )
+        if self._on_lost is not None:
+            self._on_lost(record, reason)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued record is written or lost (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
