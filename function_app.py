@@ -7,7 +7,7 @@ message naming it, not on the first ringing call.
 
 import azure.functions as func
 
-from functions import callbacks, incoming_call
+from functions import callbacks, calls, incoming_call, sweep
 from shared import app as handoff
 
 handoff.start()
@@ -15,3 +15,5 @@ handoff.start()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(incoming_call.bp)
 app.register_functions(callbacks.bp)
+app.register_functions(calls.bp)
+app.register_functions(sweep.bp)

@@ -9,7 +9,12 @@ does the part we need, the way the host does it:
   is invoked once per event. Any invocation raising → 500, so Event Grid redelivers; else 202.
 - ``aeg-event-type: SubscriptionValidation``: answers ``{"validationResponse": code}`` with 200.
 - ``OPTIONS`` with ``WebHook-Request-Origin`` (CloudEvents handshake): ``WebHook-Allowed-Origin``.
-- ``/api/<route>``: HTTP triggers, given a real ``func.HttpRequest``.
+- ``/api/<route>``: HTTP triggers, given a real ``func.HttpRequest`` with its route parameters
+  (``calls/{correlation_id}``). A function whose auth level is not anonymous asks for the host's
+  function key, as the Functions host does: ``x-functions-key`` header or ``code`` query parameter,
+  401 without it. The key is random per host unless given (``LocalHost.function_key``).
+- Timer triggers: :meth:`LocalHost.run_timer` invokes one now, and :meth:`start_timers` every
+  ``interval`` seconds (``make run``: once a minute, as the schedule says).
 
 It dispatches to the function objects registered on the ``FunctionApp`` (``app.get_functions()``),
 never to a copy of their logic. Development only: excluded from the deployed package.
@@ -22,14 +27,17 @@ anything (the CloudEvents ``OPTIONS`` handshake aside). ``make run`` prints its 
 
 from __future__ import annotations
 
+import hmac
 import json
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import azure.functions as func
 from azure.functions import meta
@@ -44,7 +52,7 @@ class Delivery:
 
     ``kind``: ``event`` (one event of a Notification, after its invocation), ``validation`` (a
     SubscriptionValidation handshake answered), ``refused`` (a request answered without invoking a
-    function) or ``http`` (an HTTP trigger invoked).
+    function), ``http`` (an HTTP trigger invoked) or ``timer`` (a timer function run on schedule).
     """
 
     kind: str
@@ -59,10 +67,29 @@ class Delivery:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class HttpFunction:
+    route: str
+    pattern: re.Pattern[str]
+    methods: set[str]
+    user: Callable[..., Any]
+    needs_key: bool
+
+
+def _route_pattern(route: str) -> re.Pattern[str]:
+    """``calls/{correlation_id}`` → a pattern whose groups are the route parameters."""
+    parts = re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", route.strip("/"))
+    regex = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
+    return re.compile(f"api/{regex}")
+
+
 class LocalHost:
-    def __init__(self, app: func.FunctionApp, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, app: func.FunctionApp, host: str = "127.0.0.1", port: int = 0, function_key: str | None = None):
         self.event_grid: dict[str, Callable[..., Any]] = {}
-        self.http: list[tuple[str, set[str], Callable[..., Any]]] = []
+        self.http: list[HttpFunction] = []
+        self.timers: dict[str, Callable[..., Any]] = {}
+        #: What a non-anonymous HTTP function asks for (x-functions-key or ?code=).
+        self.function_key = function_key or secrets.token_urlsafe(24)
         # The worker indexes the app once; azure-functions refuses a second get_functions().
         self.functions = app.get_functions()
         for fn in self.functions:
@@ -76,15 +103,20 @@ class LocalHost:
             if kind == "eventGridTrigger":
                 self.event_grid[name] = user
             elif kind == "httpTrigger":
-                route = getattr(trigger, "route", None) or name
+                route = (getattr(trigger, "route", None) or name).strip("/")
                 methods = {str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or [])}
-                self.http.append((route.strip("/"), methods or {"GET", "POST"}, user))
+                level = str(getattr(getattr(trigger, "auth_level", None), "value", "anonymous")).lower()
+                pattern = _route_pattern(route)
+                self.http.append(HttpFunction(route, pattern, methods or {"GET", "POST"}, user, level != "anonymous"))
+            elif kind == "timerTrigger":
+                self.timers[name] = user
         self.errors: list[str] = []
         self.observers: list[Callable[[Delivery], None]] = []
         handler = _handler_for(self)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._timers_stop = threading.Event()
 
     @property
     def url(self) -> str:
@@ -101,7 +133,31 @@ class LocalHost:
         self._thread.start()
         return self
 
+    def run_timer(self, name: str = "timer_trigger") -> None:
+        """Invoke a timer function now, as the host does on its schedule."""
+        from azure.functions.timer import TimerRequest
+
+        self.timers[name](TimerRequest(past_due=False))
+
+    def start_timers(self, interval: float = 60.0) -> None:
+        """Invoke every timer function each ``interval`` seconds until the host stops."""
+
+        def loop() -> None:
+            while not self._timers_stop.wait(interval):
+                for name in self.timers:
+                    started = time.monotonic()
+                    try:
+                        self.run_timer(name)
+                    except Exception as exc:
+                        self.errors.append(f"{type(exc).__name__}: {exc}")
+                        self.notify(Delivery("timer", name, started, error=f"{type(exc).__name__}: {exc}"))
+                    else:
+                        self.notify(Delivery("timer", name, started))
+
+        threading.Thread(target=loop, name="local-host-timers", daemon=True).start()
+
     def stop(self) -> None:
+        self._timers_stop.set()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -217,24 +273,35 @@ def _handler_for(host: LocalHost) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             body = self._body()
             path = parts.path
-            for route, methods, user in host.http:
-                if path.strip("/") == f"api/{route}" and method in methods:
+            for fn in host.http:
+                match = fn.pattern.fullmatch(path.strip("/"))
+                if match and method in fn.methods:
+                    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                    if fn.needs_key:
+                        given = self.headers.get("x-functions-key") or query.get("code") or ""
+                        if not hmac.compare_digest(given.encode(), host.function_key.encode()):
+                            # The Functions host answers 401 with an empty body, before the function runs.
+                            host.notify(Delivery("refused", fn.route, started, status=401, error="no function key"))
+                            self._reply(401)
+                            return
                     request = func.HttpRequest(
                         method=method,
                         url=f"{host.url}{self.path}",
                         headers=dict(self.headers.items()),
-                        params={k: v[0] for k, v in parse_qs(parts.query).items()},
-                        route_params={},
+                        params=query,
+                        # Decoded, as the Functions host's routing hands them over.
+                        route_params={k: unquote(v) for k, v in match.groupdict().items()},
                         body=body,
                     )
                     try:
-                        response = user(request)
+                        response = fn.user(request)
                     except Exception as exc:
                         host.errors.append(f"{type(exc).__name__}: {exc}")
-                        host.notify(Delivery("http", route, started, status=500, error=f"{type(exc).__name__}: {exc}"))
+                        error = f"{type(exc).__name__}: {exc}"
+                        host.notify(Delivery("http", fn.route, started, status=500, error=error))
                         self._reply(500)
                         return
-                    host.notify(Delivery("http", route, started, status=response.status_code))
+                    host.notify(Delivery("http", fn.route, started, status=response.status_code))
                     headers = dict(response.headers.items())
                     if response.mimetype:
                         headers.setdefault("Content-Type", response.mimetype)

@@ -121,6 +121,7 @@ def running_stack(
     settings: dict[str, str] | None = None,
     before_start: Callable[[], object] | None = None,
     port: int | None = None,
+    function_key: str | None = None,
 ) -> Iterator[Stack]:
     """Start the emulator, the app (``import function_app``) and the local host; stop them after.
 
@@ -141,7 +142,7 @@ def running_stack(
             function_app = importlib.import_module("function_app")
             if imported:  # started earlier in this process with other settings
                 handoff.start(env)
-            with LocalHost(function_app.app, port=port) as host:
+            with LocalHost(function_app.app, port=port, function_key=function_key) as host:
                 yield Stack(emu, host, env, function_app.app)
         finally:
             os.environ.clear()

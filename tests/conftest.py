@@ -88,6 +88,16 @@ def stack_session():  # type: ignore[no-untyped-def]
         yield stack
 
 
+@pytest.fixture(scope="session")
+def azurite():  # type: ignore[no-untyped-def]
+    """One Azurite (Table Storage emulator) for the session, on loopback, in memory; each test that
+    writes records uses a table of its own."""
+    from local.azurite import Azurite
+
+    with Azurite() as running:
+        yield running
+
+
 @pytest.fixture
 def stack(stack_session):  # type: ignore[no-untyped-def]
     """The running local stack with a fresh app and a clean emulator record."""

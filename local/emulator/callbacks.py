@@ -152,6 +152,9 @@ class CallbackSettings(Protocol):
     @property
     def callback_timeout(self) -> float: ...
 
+    @property
+    def lost_callbacks(self) -> set[str]: ...
+
 
 class Callbacks:
     """The signing key, the delivery queue and thread, and the record of every callback.
@@ -203,6 +206,15 @@ class Callbacks:
         self._thread = None
 
     def enqueue(self, url: str, events: list[dict[str, Any]]) -> None:
+        lost = self._settings.lost_callbacks
+        if lost:
+            # A callback ACS never delivers (the stranded-call sweep's test): recorded, never sent.
+            dropped = [e for e in events if str(e.get("type", "")).rsplit(".", 1)[-1] in lost]
+            if dropped:
+                self._store(CallbackDelivery(url, dropped, "", False, None, "lost (emulator)", time.monotonic()))
+                events = [e for e in events if e not in dropped]
+                if not events:
+                    return
         if not self._stopping.is_set():
             self._queue.put((url, events))
 

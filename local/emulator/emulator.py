@@ -115,6 +115,9 @@ class CallAutomationEmulator:
         self.already_handled = already_handled
         self.max_clock_skew = float(max_clock_skew)
         self.verbose = verbose
+        #: Callback types (e.g. ``{"CallConnected"}``) the emulator loses instead of sending, as a
+        #: failed delivery would: recorded in :attr:`callbacks_recorded` with error "lost (emulator)".
+        self.lost_callbacks: set[str] = set()
 
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -312,6 +315,7 @@ class CallAutomationEmulator:
             self._callbacks.clear()
             self._faults.clear()
             self._calls.clear(state=state)
+            self.lost_callbacks = set()
             if state:
                 self._repeatability.clear()
 

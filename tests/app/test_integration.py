@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import copy
+import hashlib
 import io
 import json
 
