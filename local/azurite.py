@@ -12,6 +12,7 @@ otherwise reports usage to Microsoft), ``--inMemoryPersistence`` (nothing left o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -130,10 +131,8 @@ class Azurite:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=10)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 process.wait(timeout=10)
         if self._workdir is not None:
             self._workdir.cleanup()
@@ -142,9 +141,7 @@ class Azurite:
     def __enter__(self) -> Azurite:
         return self.start()
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
 
