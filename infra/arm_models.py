@@ -85,6 +85,10 @@ MODELS: dict[str, Body | ByName] = {
     "Microsoft.Storage/storageAccounts/blobServices@2023-05-01": Body(STORAGE, "BlobServiceProperties"),
     "Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01": Body(STORAGE, "BlobContainer"),
     "Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01": Body(STORAGE, "ManagementPolicy"),
+    # TableServicesOperations.set_service_properties takes TableServiceProperties; TableOperations.create
+    # takes Table (the call records' table).
+    "Microsoft.Storage/storageAccounts/tableServices@2023-05-01": Body(STORAGE, "TableServiceProperties"),
+    "Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01": Body(STORAGE, "Table"),
     "Microsoft.Insights/components@2020-02-02": Body(
         "azure.mgmt.applicationinsights.v2020_02_02.models", "ApplicationInsightsComponent"
     ),

@@ -74,6 +74,17 @@ param instanceMemoryMB int = 2048
 @description('HANDOFF_DEADLINE_SECONDS: time budget in seconds for one Call Automation action including retries (a call rings 30 s; the app accepts (0, 25]).')
 param deadlineSeconds string = '10'
 
+@description('HANDOFF_STORE_TABLE: the table of the call records, created in the app\'s storage account; 3 to 63 letters and digits, starting with a letter.')
+@minLength(3)
+@maxLength(63)
+param callsTableName string = 'calls'
+
+@description('HANDOFF_CONTEXT_TTL_HOURS: hours a call record (the call\'s context) is kept before the app\'s sweep deletes it (the app accepts (0, 8760]).')
+param contextTtlHours string = '24'
+
+@description('HANDOFF_TRANSFER_TIMEOUT_SECONDS: seconds a call answered for a transfer may wait for it before the sweep sends it to its workstream\'s fallback queue or hangs up (the app accepts (0, 3600]).')
+param transferTimeoutSeconds string = '15'
+
 @secure()
 @description('HANDOFF_REDACTION_KEY: secret key (16+ characters) for the keyed hashes that replace sensitive context values in telemetry (docs/operate.md); empty: they are masked.')
 param redactionKey string = ''
@@ -139,6 +150,7 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
     deadLetterRetentionDays: deadLetterRetentionDays
+    callsTableName: callsTableName
   }
 }
 
@@ -201,6 +213,9 @@ module functionApp 'modules/function-app.bicep' = {
     acsEndpoint: acs.outputs.endpoint
     acsImmutableResourceId: acs.outputs.immutableResourceId
     deadlineSeconds: deadlineSeconds
+    callsTableName: storage.outputs.callsTableName
+    contextTtlHours: contextTtlHours
+    transferTimeoutSeconds: transferTimeoutSeconds
     redactionKey: redactionKey
     contextKey: contextKey
   }
@@ -222,6 +237,7 @@ module rbac 'modules/rbac.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     deadLetterContainerName: storage.outputs.deadLetterContainerName
+    callsTableName: storage.outputs.callsTableName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: identity.outputs.principalId
     systemTopicPrincipalId: eventTopic.outputs.principalId

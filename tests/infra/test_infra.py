@@ -28,7 +28,7 @@ from tree_sitter import Node
 
 from local.funcignore import FuncIgnore
 from local.package import DEFAULT_OUTPUT
-from shared.adapters.settings import SETTINGS
+from shared.adapters.settings import BY_NAME, SETTINGS
 from tests.conftest import ROOT, START_SETTINGS, run_python
 from tests.infra.bicep import (
     BICEP_DIR,
@@ -36,6 +36,7 @@ from tests.infra.bicep import (
     Module,
     Resource,
     Scope,
+    Template,
     Ternary,
     evaluate,
     key_of,
@@ -78,7 +79,15 @@ ROLE_SCOPES = {
     "09976791-48a7-449e-bb21-39d1a415f350": "Microsoft.Communication/communicationServices",
     # Storage Blob Data Contributor, for the system topic's dead-lettering
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Microsoft.Storage/storageAccounts/blobServices/containers",
+    # Storage Table Data Contributor, for the app's call records: that one table, never the account
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Microsoft.Storage/storageAccounts/tableServices/tables",
 }
+#: The role of the call records (HANDOFF_STORE): the app's identity, on the call records' table.
+TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+
+#: Consecutive comment lines pycep (checkov's Bicep parser) accepts inside an object: with five it
+#: fails on the whole file ("Unexpected token _CPP_COMMENT_NL"), seen with checkov 3.3.30.
+MAX_COMMENT_LINES_IN_OBJECT = 4
 
 #: Node kinds checkov's Bicep parser (pycep) does not handle: it would skip the whole file.
 UNPARSEABLE_BY_CHECKOV = {
@@ -185,7 +194,30 @@ def check_checkov_dialect(model: Model) -> None:
             if n.type in UNPARSEABLE_BY_CHECKOV
         ]
         found += [f"'{n.type}' at line {n.start_point[0] + 1}" for n in _walk(template.root) if n.type in (".?", "??")]
+        found += [
+            f"{run} comment lines in a row inside an object at line {line} (at most {MAX_COMMENT_LINES_IN_OBJECT})"
+            for line, run in _comment_runs_in_objects(template.root)
+            if run > MAX_COMMENT_LINES_IN_OBJECT
+        ]
         assert not found, f"{name}: syntax checkov's parser cannot read: {found}"
+
+
+def _comment_runs_in_objects(root: Node) -> Iterator[tuple[int, int]]:
+    """(first line, length) of each run of consecutive comment lines directly inside an object."""
+    for node in _walk(root):
+        if node.type != "object":
+            continue
+        start, run, previous = 0, 0, -2
+        for child in node.named_children:
+            line = child.start_point[0]
+            if child.type == "comment" and line == previous + 1 and run:
+                run, previous = run + 1, line
+                continue
+            if run:
+                yield start + 1, run
+            start, run, previous = (line, 1, line) if child.type == "comment" else (0, 0, -2)
+        if run:
+            yield start + 1, run
 
 
 def check_param_descriptions(model: Model) -> None:
@@ -338,6 +370,16 @@ def check_app_setting_values(model: Model, facts: FunctionFacts) -> None:
         "ClientId=${identity.outputs.clientId};Authorization=AAD"
     )
     assert rendered(code["APPLICATIONINSIGHTS_CONNECTION_STRING"]).endswith(".properties.ConnectionString}")
+    # The call records: the endpoint of the account the storage module creates (the account this
+    # module's `storage` is), its table, and the two durations with the defaults the app reads.
+    account = template.resource("Microsoft.Storage/storageAccounts", existing=True)
+    assert rendered(code["HANDOFF_STORE"]) == f"${{{account.symbol}.properties.primaryEndpoints.table}}", (
+        f"HANDOFF_STORE must be the account's table endpoint: {rendered(code['HANDOFF_STORE'])}"
+    )
+    assert model.module_arg_text("functionApp", "storageAccountName") == "storage.outputs.name"
+    assert rendered(code["HANDOFF_STORE_TABLE"]) == "${storage.outputs.callsTableName}"
+    for name in ("HANDOFF_CONTEXT_TTL_HOURS", "HANDOFF_TRANSFER_TIMEOUT_SECONDS"):
+        assert code[name] == BY_NAME[name].default, f"{name}: parameter, default {BY_NAME[name].default!r}"
     assert platform["AzureWebJobsStorage__credential"] == "managedidentity"
     assert rendered(platform["AzureWebJobsStorage__clientId"]) == "${identity.outputs.clientId}"
     assert rendered(platform["AzureWebJobsStorage__accountName"]).endswith(".name}")
@@ -371,6 +413,53 @@ def check_role_assignments(model: Model) -> None:
     assert rendered(acs_rbac["principalId"]) == "${identity.outputs.principalId}"
     assert rendered(rbac["systemTopicPrincipalId"]) == "${eventTopic.outputs.principalId}"
     assert seen["ba92f5b4-2d11-453d-a403-e96b0029c9fe"] == "${systemTopicPrincipalId}"
+    assert seen[TABLE_DATA_CONTRIBUTOR] == "${functionPrincipalId}", "the call records' role is the app's"
+    check_call_records_table(model)
+
+
+def check_call_records_table(model: Model) -> None:
+    """The table the app's role is scoped to is the table the storage module creates, named as the app reads it."""
+    storage_template, storage_args = model.module("storage")
+    created = [r for r in storage_template.resources if r.type.endswith("/tableServices/tables") and not r.existing]
+    assert len(created) == 1, f"storage.bicep must create one table, the call records': {len(created)}"
+    table = created[0]
+    name = Scope(storage_template, storage_args).eval(_prop(table, "name"))
+    assert name == BY_NAME["HANDOFF_STORE_TABLE"].default, f"the table is {name!r} by default"
+    assert source_text(storage_template.outputs["callsTableName"]) == f"{table.symbol}.name"
+
+    rbac_template, rbac_args = model.module("rbac")
+    assert rendered(rbac_args["callsTableName"]) == "${storage.outputs.callsTableName}", (
+        "the role must be scoped to the table the storage module creates"
+    )
+    assert rendered(rbac_args["storageAccountName"]) == "${storage.outputs.name}"
+    roles = [
+        r
+        for r in rbac_template.resources
+        if r.type == "Microsoft.Authorization/roleAssignments"
+        and TABLE_DATA_CONTRIBUTOR in rendered(evaluate(r.body, Scope(rbac_template))["properties"]["roleDefinitionId"])
+    ]
+    assert len(roles) == 1, f"expected one Storage Table Data Contributor assignment in rbac.bicep, found {len(roles)}"
+    # scope -> the table named by the callsTableName parameter, in the 'default' table service of the
+    # account named by the storageAccountName parameter.
+    target = _symbol(rbac_template, source_text(_prop(roles[0], "scope")))
+    assert source_text(_prop(target, "name")) == "callsTableName", "the role's table must be the callsTableName param"
+    service = _symbol(rbac_template, source_text(_prop(target, "parent")))
+    assert string_literal(_prop(service, "name")) == "default"
+    account = _symbol(rbac_template, source_text(_prop(service, "parent")))
+    assert account.type == "Microsoft.Storage/storageAccounts"
+    assert source_text(_prop(account, "name")) == "storageAccountName"
+
+
+def _prop(resource: Resource, name: str) -> Node:
+    value = prop(resource.body, name)
+    assert value is not None, f"{resource.template.path.name}: {resource.symbol} has no {name}"
+    return value
+
+
+def _symbol(template: Template, symbol: str) -> Resource:
+    found = [r for r in template.resources if r.symbol == symbol]
+    assert len(found) == 1, f"{template.path.name}: no resource {symbol}"
+    return found[0]
 
 
 def check_always_ready(model: Model, facts: FunctionFacts) -> None:
@@ -475,6 +564,23 @@ def check_azd_files(model: Model, root: Path = ROOT) -> None:
     assert set(params) <= set(model.main.params), f"unknown parameters: {set(params) - set(model.main.params)}"
     required = {p for p in model.main.params if model.main.param_default(p) is None}
     assert required <= set(params), f"required parameters not in main.parameters.json: {required - set(params)}"
+    # An azd variable's fallback (${NAME=default}) is the parameter's default too: the two spellings
+    # of one default must not drift (a deploy without the variable gets the first).
+    for name, entry in params.items():
+        fallback = re.fullmatch(r"\$\{\w+=(.*)\}", str(entry["value"]))
+        default = model.main.param_default(name)
+        if fallback and default is not None:
+            bicep = rendered(Scope(model.main).eval(default))
+            assert fallback.group(1) == bicep, (
+                f"main.parameters.json: {name} falls back to {fallback.group(1)!r}, Bicep {bicep!r}"
+            )
+    # The call records' settings are set under their own names (azd env set HANDOFF_CONTEXT_TTL_HOURS 48).
+    for setting, param in (
+        ("HANDOFF_STORE_TABLE", "callsTableName"),
+        ("HANDOFF_CONTEXT_TTL_HOURS", "contextTtlHours"),
+        ("HANDOFF_TRANSFER_TIMEOUT_SECONDS", "transferTimeoutSeconds"),
+    ):
+        assert params[param]["value"] == f"${{{setting}={BY_NAME[setting].default}}}", params[param]
     flag = params["deployEventSubscription"]["value"]
     hook_text = hook_path.read_text(encoding="utf-8")
     env_name = re.fullmatch(r"\$\{(\w+)(=.*)?\}", flag)
@@ -581,6 +687,51 @@ def test_app_settings_are_exactly_what_is_read(model: Model) -> None:
 
 def test_app_setting_values_are_wired(model: Model, function_facts: FunctionFacts) -> None:
     check_app_setting_values(model, function_facts)
+
+
+def test_table_endpoint_with_or_without_its_trailing_slash() -> None:
+    """HANDOFF_STORE is primaryEndpoints.table, which Azure gives with a trailing slash: azure-data-tables
+    must address the same URL with it as without it (no '//' before the table)."""
+    from azure.core.credentials import AccessToken
+    from azure.core.pipeline.transport import HttpTransport
+    from azure.data.tables import TableClient
+
+    class Token:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken("token", 2**31)
+
+    class Sent(Exception):
+        pass
+
+    class Capture(HttpTransport):  # records the request and sends nothing: no packet leaves the machine
+        def __init__(self) -> None:
+            self.urls: list[str] = []
+
+        def __enter__(self) -> Capture:
+            return self
+
+        def __exit__(self, *args: object) -> None:
+            pass
+
+        def open(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            self.urls.append(request.url)
+            raise Sent
+
+    urls = []
+    for endpoint in ("https://acct.table.core.windows.net/", "https://acct.table.core.windows.net"):
+        transport = Capture()
+        client = TableClient(endpoint=endpoint, table_name="calls", credential=Token(), transport=transport)
+        with pytest.raises(Sent):
+            client.get_entity("correlation", "record")
+        urls.append(transport.urls[0])
+    assert urls[0] == urls[1], urls
+    assert urls[0].startswith("https://acct.table.core.windows.net/calls(PartitionKey="), urls[0]
 
 
 def test_role_assignments(model: Model) -> None:
@@ -714,6 +865,73 @@ MUTATIONS: list[tuple[str, str, str, Check]] = [
         lambda m, f: check_role_assignments(m),
     ),
     ("modules/acs-rbac.bicep", "// Why:", "//", lambda m, f: check_role_assignments(m)),
+    (
+        "modules/function-app.bicep",
+        "HANDOFF_STORE: storage.properties.primaryEndpoints.table",
+        "HANDOFF_STORE: storage.properties.primaryEndpoints.blob",
+        check_app_setting_values,
+    ),
+    (
+        "main.bicep",
+        "param contextTtlHours string = '24'",
+        "param contextTtlHours string = '48'",
+        check_app_setting_values,
+    ),
+    (
+        "modules/function-app.bicep",
+        "  HANDOFF_TRANSFER_TIMEOUT_SECONDS: transferTimeoutSeconds\n",
+        "",
+        lambda m, f: check_app_setting_names(m),
+    ),
+    (
+        "modules/rbac.bicep",
+        "'0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'",
+        "'76199698-9eea-4c19-bc75-cec21354c6b6'",  # Storage Table Data Reader: the app writes records
+        lambda m, f: check_role_assignments(m),
+    ),
+    ("modules/rbac.bicep", "scope: callsTable", "scope: storage", lambda m, f: check_role_assignments(m)),
+    (
+        "modules/rbac.bicep",
+        "storageTableDataContributorRoleId)\n    principalId: functionPrincipalId",
+        "storageTableDataContributorRoleId)\n    principalId: systemTopicPrincipalId",
+        lambda m, f: check_role_assignments(m),
+    ),
+    (
+        "modules/rbac.bicep",
+        "  parent: tableService\n  name: callsTableName\n",
+        "  parent: tableService\n  name: 'calls'\n",
+        lambda m, f: check_role_assignments(m),
+    ),
+    (
+        "modules/storage.bicep",
+        "  parent: tableService\n  name: callsTableName\n",
+        "  parent: tableService\n  name: 'records'\n",
+        lambda m, f: check_role_assignments(m),
+    ),
+    (
+        "main.bicep",
+        "    callsTableName: storage.outputs.callsTableName\n    applicationInsightsName",
+        "    callsTableName: callsTableName\n    applicationInsightsName",
+        lambda m, f: check_role_assignments(m),
+    ),
+    (
+        "main.parameters.json",
+        "${HANDOFF_CONTEXT_TTL_HOURS=24}",
+        "${HANDOFF_CONTEXT_TTL_HOURS=48}",
+        lambda m, f: check_azd_files(m),
+    ),
+    (
+        "main.parameters.json",
+        "${HANDOFF_DEADLINE_SECONDS=10}",
+        "${HANDOFF_DEADLINE_SECONDS=12}",
+        lambda m, f: check_azd_files(m),
+    ),
+    (
+        "modules/function-app.bicep",
+        "        // A call rings for 30 seconds",
+        "        // one\n        // two\n        // A call rings for 30 seconds",
+        lambda m, f: check_checkov_dialect(m),
+    ),
     (
         "modules/function-app.bicep",
         "name: 'function:${alwaysReadyFunctionName}'",

@@ -67,6 +67,15 @@ param acsImmutableResourceId string
 @description('Time budget in seconds for one Call Automation action including retries (HANDOFF_DEADLINE_SECONDS).')
 param deadlineSeconds string
 
+@description('Table of the call records in that storage account (HANDOFF_STORE_TABLE).')
+param callsTableName string
+
+@description('Hours a call record is kept before the sweep deletes it (HANDOFF_CONTEXT_TTL_HOURS).')
+param contextTtlHours string
+
+@description('Seconds a call answered for a transfer may wait for it before the sweep steps in (HANDOFF_TRANSFER_TIMEOUT_SECONDS).')
+param transferTimeoutSeconds string
+
 @secure()
 @description('Key of the keyed hashes of sensitive values in telemetry (HANDOFF_REDACTION_KEY); empty: masked.')
 param redactionKey string
@@ -167,6 +176,12 @@ var platformAppSettings = {
 
 // 2. Read by Handoff's code: exactly the settings marked in_azure in shared/adapters/settings.py.
 //    (APPLICATIONINSIGHTS_* are read by the code's Azure Monitor exporter; the host reads them too.)
+//    HANDOFF_STORE is the account's table endpoint as Azure reports it, trailing slash included
+//    (https://<account>.table.core.windows.net/): azure-data-tables strips it (TableClient parses
+//    endpoint.rstrip('/'); tests/infra/test_infra.py builds a client both ways and compares the
+//    URLs). The app signs in to it as AZURE_CLIENT_ID's identity, which has Storage Table Data
+//    Contributor on HANDOFF_STORE_TABLE only (modules/rbac.bicep); no connection string, shared
+//    keys are off.
 var codeAppSettings = {
   HANDOFF_CONFIG: 'routing.yaml'
   ACS_ENDPOINT: acsEndpoint
@@ -178,6 +193,10 @@ var codeAppSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   HANDOFF_REDACTION_KEY: redactionKey
   HANDOFF_CONTEXT_KEY: contextKey
+  HANDOFF_STORE: storage.properties.primaryEndpoints.table
+  HANDOFF_STORE_TABLE: callsTableName
+  HANDOFF_CONTEXT_TTL_HOURS: contextTtlHours
+  HANDOFF_TRANSFER_TIMEOUT_SECONDS: transferTimeoutSeconds
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {

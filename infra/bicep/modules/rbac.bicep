@@ -6,6 +6,9 @@ param storageAccountName string
 @description('Name of the dead-letter blob container in that storage account.')
 param deadLetterContainerName string
 
+@description('Name of the call records\' table in that storage account.')
+param callsTableName string
+
 @description('Name of the Application Insights component.')
 param applicationInsightsName string
 
@@ -19,6 +22,7 @@ param systemTopicPrincipalId string
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
+var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -34,6 +38,16 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   name: deadLetterContainerName
 }
 
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource callsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: callsTableName
+}
+
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -41,8 +55,8 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 // Why: the Functions host uses AzureWebJobsStorage (blob only: host locks, keys, and the Flex
 // deployment package) through this identity, and Storage Blob Data Owner is the role the Functions
 // docs require for an identity-based AzureWebJobsStorage. Account scope because the host creates
-// its own containers (azure-webjobs-hosts, azure-webjobs-secrets). No queue or table role: no
-// trigger here uses them.
+// its own containers (azure-webjobs-hosts, azure-webjobs-secrets). No queue role: no trigger here
+// uses queues; the table role below is the call records', on their table only.
 resource hostStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, functionPrincipalId, storageBlobDataOwnerRoleId)
   scope: storage
@@ -61,6 +75,23 @@ resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: applicationInsights
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Why: the app keeps its call records in Table Storage (HANDOFF_STORE) through this identity, with
+// shared keys off. Storage Table Data Contributor (read, insert, update, delete entities; no RBAC
+// management) scoped to the call records' table only, not the account: the identity cannot read or
+// write any other table. A table is a valid scope for a data role (Microsoft Learn, "Assign an Azure
+// role for access to table data": /.../storageAccounts/<account>/tableServices/default/tables/<table>;
+// the portal cannot assign it, ARM can). The table is created by modules/storage.bicep, so the app
+// needs no permission to create tables.
+resource callRecordsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(callsTable.id, functionPrincipalId, storageTableDataContributorRoleId)
+  scope: callsTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
   }

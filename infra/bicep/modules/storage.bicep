@@ -1,6 +1,8 @@
 // The app's storage account: the Functions host's own storage (AzureWebJobsStorage), the Flex
-// Consumption deployment package, and the container Event Grid dead-letters IncomingCall events to.
-// Shared-key access is off: every client (host, deployment, Event Grid) uses Entra ID.
+// Consumption deployment package, the container Event Grid dead-letters IncomingCall events to, and
+// the table of the call records (HANDOFF_STORE / HANDOFF_STORE_TABLE).
+// Shared-key access is off: every client (host, deployment, Event Grid, the app's call records) uses
+// Entra ID.
 
 @description('Name of the storage account: 3 to 24 lowercase letters and digits, globally unique.')
 @minLength(3)
@@ -23,6 +25,11 @@ param deadLetterContainerName string
 @minValue(1)
 @maxValue(365)
 param deadLetterRetentionDays int
+
+@description('Table of the call records (HANDOFF_STORE_TABLE): 3 to 63 letters and digits, starting with a letter.')
+@minLength(3)
+@maxLength(63)
+param callsTableName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -80,6 +87,20 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// The call records: one table in this account's Table service, so they share the account's Entra-only
+// access and need no second account. The app reaches it with its managed identity (a role scoped to
+// this table alone, modules/rbac.bicep); records expire through the app's own sweep
+// (HANDOFF_CONTEXT_TTL_HOURS), since Table Storage has no lifecycle policy.
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource callsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: callsTableName
+}
+
 // Dead-lettered IncomingCall events hold caller numbers: delete them after the retention period.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage
@@ -119,3 +140,4 @@ output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name
 output deadLetterContainerName string = deadLetterContainer.name
+output callsTableName string = callsTable.name
