@@ -8,10 +8,10 @@ that talks to the store.
 - **Off the answer's path**: ``azure.data.tables`` (~18 ms of imports, handbook azure.md) is
   imported on first use, which the :class:`RecordWriter` makes after the first Call Automation
   request; the IncomingCall handler only queues the record.
-- **Two clients**: the callback flow's reads and conditional writes give up after
-  :data:`FLOW_TIMEOUT_S` (a transfer must not wait on a slow store: the flow then falls back to
-  this process's own state, shared/adapters/dedupe.py); record writes, lookups and the sweep
-  allow :data:`BULK_TIMEOUT_S`.
+- **Two clients**: the callback flow's reads and conditional writes, and lookups, give up after
+  :data:`FAST_TIMEOUT_S` (a transfer must not wait on a slow store: the flow then falls back to
+  this process's own state, shared/adapters/dedupe.py; a lookup answers 503); record writes and
+  the sweep allow :data:`BULK_TIMEOUT_S`.
 - **Concurrency**: the transfer flow's state moves with optimistic concurrency: a write carries
   the ETag it read (``If-Match``) and fails with 412 when another instance wrote first; the
   record's own write never touches the flow's properties (call_record.FLOW_PROPERTIES).
@@ -39,8 +39,10 @@ from shared.core.sealing import Sealer
 
 log = logging.getLogger("handoff.store")
 
-#: The callback flow's store requests: a slower store is treated as unavailable for that callback.
-FLOW_TIMEOUT_S = 1.0
+#: The callback flow's store requests and lookups: a slower store is treated as unavailable (the
+#: flow falls back to this process's state, a lookup answers 503) rather than keeping a caller or an
+#: agent waiting.
+FAST_TIMEOUT_S = 1.0
 #: Record writes, lookups and the sweep: off any call's path.
 BULK_TIMEOUT_S = 10.0
 #: Conditional updates lost to another writer are read and tried again this many times.
@@ -69,7 +71,7 @@ class CallStore:
             client = self._clients.get(purpose)
             if client is None:
                 client = self._clients[purpose] = self._new_client(
-                    FLOW_TIMEOUT_S if purpose == "flow" else BULK_TIMEOUT_S
+                    FAST_TIMEOUT_S if purpose == "fast" else BULK_TIMEOUT_S
                 )
             if not self._table_ready and not _is_endpoint(self._settings.store):
                 # Locally (a connection string) the table may not exist yet; in Azure the Bicep
@@ -128,7 +130,7 @@ class CallStore:
     def legs(self, correlation_id: str, reveal: bool = False) -> list[CallRecord]:
         """Every leg recorded under the correlation id, oldest first."""
         with self._calls():
-            entities = self._client("bulk").query_entities("PartitionKey eq @pk", parameters={"pk": correlation_id})
+            entities = self._client("fast").query_entities("PartitionKey eq @pk", parameters={"pk": correlation_id})
             records = [self._record(e, reveal) for e in entities]
         return sorted(records, key=lambda r: r.acted_at)
 
@@ -154,7 +156,7 @@ class CallStore:
 
         with self._calls():
             try:
-                entity = self._client("flow").get_entity(correlation_id, leg, select=["FlowState", "FlowVersion"])
+                entity = self._client("fast").get_entity(correlation_id, leg, select=["FlowState", "FlowVersion"])
             except ResourceNotFoundError:
                 return None, 0
         record = from_entity({"PartitionKey": correlation_id, "RowKey": leg, **entity})
@@ -177,7 +179,7 @@ class CallStore:
             "AwaitingTransfer": False,
         }
         with self._calls():
-            client = self._client("flow")
+            client = self._client("fast")
             for _ in range(_CAS_ROUNDS):
                 try:
                     entity = client.get_entity(correlation_id, leg, select=["FlowVersion"])
