@@ -202,6 +202,9 @@ class Reporter(logging.Handler):
             return f"{clock} request refused ({d.status}): {d.error}\n"
         if d.kind == "validation":
             return f"{clock} subscription validation for {d.function}: answered with the validation code (200)\n"
+        if d.kind == "timer":
+            errors = [f"    host: the function raised {d.error}\n"] if d.error else []
+            return f"{clock} timer {d.function}\n" + "".join(warnings + errors) if warnings or errors else ""
         if d.kind == "http":
             if d.status == 200 and not warnings and d.error is None:
                 return ""

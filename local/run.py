@@ -21,6 +21,7 @@ recorded by the emulator, not sent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import json
@@ -33,9 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from local.azurite import Azurite, AzuriteError
 from local.host import LocalHost
 from local.report import EXPECT_KEYS, OPERATIONS, Claim, Reporter
 from local.stack import post_json, running_stack
+from shared import app as handoff
 from shared.adapters.settings import SettingsError
 from shared.core.acs import CUSTOM_HEADER_PREFIXES
 from shared.core.config import ConfigError
@@ -240,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", metavar="FILE", type=Path, help="the routing file (default: routing.yaml)")
     parser.add_argument("--port", type=int, default=0, help="the local host's port (default: any free one)")
+    parser.add_argument(
+        "--no-store", action="store_true", help="run without the call records (no Azurite; lookups answer 503)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -251,12 +257,21 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("handoff")
     logger.setLevel(logging.INFO)
     try:
-        with running_stack(settings, port=args.port or None) as stack:
+        with contextlib.ExitStack() as running:
+            store = None
+            if not args.no_store:
+                try:
+                    store = running.enter_context(Azurite())
+                except AzuriteError as exc:
+                    print(f"make run: {exc}", file=sys.stderr)
+                    return 2
+                settings["HANDOFF_STORE"] = store.connection_string
+            stack = running.enter_context(running_stack(settings, port=args.port or None))
             reporter = Reporter(stack.emu, sys.stdout).start()
             logger.addHandler(reporter)
             stack.host.observers.append(reporter.observe)
             try:
-                return _run(args, stack.host, reporter, calls)
+                return _run(args, stack.host, reporter, calls, store)
             finally:
                 stack.host.observers.remove(reporter.observe)
                 logger.removeHandler(reporter)
@@ -271,12 +286,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _run(args: argparse.Namespace, host: LocalHost, reporter: Reporter, calls: list[CallFile]) -> int:
+def _run(
+    args: argparse.Namespace, host: LocalHost, reporter: Reporter, calls: list[CallFile], store: Azurite | None
+) -> int:
     ok = replay(host, reporter, calls, args.calls.resolve())
     verdict = "Every call got its expected action." if ok else "Some calls did NOT get their expected action."
     reporter.write(f"\n{verdict}\n")
+    records = handoff.current().records
+    if records is not None:
+        records.flush(10)
+        reporter.write(f"Call records: {records.written} written, {records.lost} lost.\n")
     if args.once:
         return 0 if ok else 1
+    if store is not None:
+        host.start_timers(60)  # the stranded-call sweep, every minute as in Azure
+        reporter.write(
+            f"\nCall records: Azurite on 127.0.0.1:{store.port} (in memory, gone when this stops). Look a call up"
+            f" by its correlation id:\n  curl -H 'x-functions-key: {host.function_key}'"
+            f" {host.url}/api/calls/<correlationId>\n"
+            f"  HANDOFF_STORE='{store.connection_string}' .venv/bin/handoff calls list\n"
+        )
     reporter.write(
         f"\nServing. Post IncomingCall events (header aeg-event-type: Notification) to:\n  {host.event_grid_url()}\n"
         f"Each one prints its block here. Ctrl-C to stop.\n\n"

@@ -74,7 +74,7 @@ class App:
         self.verifier = CallbackVerifier(cfg.openid_config_url, cfg.acs_resource_id)
         #: The call records (HANDOFF_STORE), or None: then lookups answer 503 and the flow's state
         #: is this process's own.
-        self.store = CallStore(cfg, actions.sealer) if cfg.store else None
+        self.store = CallStore.from_settings(cfg, actions.sealer) if cfg.store else None
         self.records = (
             RecordWriter(self.store, on_written=telemetry.store_record_written, on_lost=telemetry.store_record_lost)
             if self.store is not None

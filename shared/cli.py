@@ -8,6 +8,8 @@
     handoff listen [--port 5060] [--config F]                   a SIP probe: prove the SBC passes UUI
     handoff check-config FILE                                   validate a routing configuration
     handoff numbers [--config F]                                the called numbers the Event Grid filter admits
+    handoff calls show CORRELATION_ID [--json] [--reveal]       a call's record (HANDOFF_STORE)
+    handoff calls list [--since 15m] [--queue Q] [--json]       the calls handled recently
     handoff hash VARIABLE [VALUE]                               the keyed hash telemetry shows
     handoff --version
 
@@ -583,6 +585,99 @@ def cmd_hash(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[st
     return EXIT_OK
 
 
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """``15m``, ``2h``, ``1d``, ``30s``: a look-back window, in seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 15m, 2h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _store(env: Mapping[str, str], err: TextIO, reveal: bool) -> Any:
+    """The call records' store named by HANDOFF_STORE (and _TABLE), or None with the reason written."""
+    from shared.adapters.store import CallStore
+    from shared.core.sealing import Sealer
+
+    store = env.get("HANDOFF_STORE", "").strip()
+    if not store:
+        err.write("handoff calls: set HANDOFF_STORE to the store's table endpoint or connection string\n")
+        return None
+    keys = tuple(k.strip() for k in env.get("HANDOFF_CONTEXT_KEY", "").split(",") if k.strip())
+    if reveal and not keys:
+        err.write("handoff calls: --reveal needs HANDOFF_CONTEXT_KEY, the key that sealed the sensitive values\n")
+        return None
+    table = env.get("HANDOFF_STORE_TABLE", "").strip() or "calls"
+    return CallStore(store, table, Sealer(keys) if keys else None, env.get("AZURE_CLIENT_ID") or None)
+
+
+def cmd_calls(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]) -> int:
+    """``calls show`` one call's record; ``calls list`` the recent ones."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.adapters.store import StoreError
+    from shared.core import call_record
+
+    reveal = bool(getattr(args, "reveal", False))
+    store = _store(env, err, reveal)
+    if store is None:
+        return EXIT_USAGE
+    try:
+        if args.calls_command == "show":
+            if not call_record.valid_correlation_id(args.correlation_id):
+                err.write("handoff calls show: not a correlation id\n")
+                return EXIT_USAGE
+            legs = store.legs(args.correlation_id, reveal=reveal)
+        else:
+            since = datetime.now(UTC) - timedelta(seconds=args.since)
+            legs = store.recent(since, args.queue, limit=args.limit)
+    except StoreError as exc:
+        err.write(f"handoff calls: {exc}\n")
+        return EXIT_INVALID
+    if args.calls_command == "show":
+        if not legs:
+            err.write(f"handoff calls show: no record of call {args.correlation_id}\n")
+            return EXIT_INVALID
+        if args.json:
+            out.write(json.dumps(call_record.view(legs[-1], reveal), ensure_ascii=False) + "\n")
+            return EXIT_OK
+        for n, leg in enumerate(legs, 1):
+            out.write(_leg_text(call_record.detail(leg, reveal), n, len(legs)))
+        return EXIT_OK
+    if args.json:
+        out.write(json.dumps([call_record.view(leg) for leg in legs], ensure_ascii=False) + "\n")
+        return EXIT_OK
+    for leg in legs:
+        view = call_record.detail(leg)
+        out.write(
+            f"{view['acted_at'][:19]}  {view['correlation_id']}  to {view['called'] or '-'}  "
+            f"queue {view['queue'] or '-'}  {view['action']} {view['outcome']}"
+            f"{'  ' + view['state'] if view['state'] else ''}\n"
+        )
+    if not legs:
+        err.write("handoff calls list: no call in that window\n")
+    return EXIT_OK
+
+
+def _leg_text(view: Mapping[str, Any], n: int, total: int) -> str:
+    context = ", ".join(f"{k}={'(not stored)' if v is None else v}" for k, v in view["context"].items())
+    lines = [
+        f"call {view['correlation_id']}" + (f" (leg {n} of {total})" if total > 1 else ""),
+        f"  to {view['called'] or '-'} from {view['caller'] or '-'}: workstream {view['workstream'] or '-'},"
+        f" rule {view['rule']}, queue {view['queue'] or '-'}",
+        f"  {view['action']} {view['target'] or ''} → {view['outcome']}"
+        + (f"; transfer flow {view['state']}" if view["state"] else ""),
+        f"  received {view['received_at']}, acted {view['acted_at']}, kept until {view['expires_at']}",
+        f"  context: {context or '(none)'}",
+    ]
+    if view["warnings"] or view["errors"]:
+        lines.append(f"  issues: {', '.join([*view['errors'], *view['warnings']])}")
+    return "\n".join(lines) + "\n"
+
+
 def _positive(text: str) -> int:
     try:
         number = int(text)
@@ -750,6 +845,24 @@ def build_parser(out: TextIO | None = None) -> argparse.ArgumentParser:
     p.add_argument("--config", default="routing.yaml", help="routing YAML (default routing.yaml)")
 
     p = sub.add_parser(
+        "calls",
+        help="look calls up in the call records' store (HANDOFF_STORE)",
+        description="Read the call records the app keeps (HANDOFF_STORE: the table endpoint, signed in as "
+        "you, or a connection string; HANDOFF_STORE_TABLE, default calls). Sensitive context variables are "
+        "masked; show --reveal opens them with HANDOFF_CONTEXT_KEY.",
+    )
+    calls = p.add_subparsers(dest="calls_command", required=True, metavar="show|list")
+    q = calls.add_parser("show", help="one call's record, by the correlation id ACS gives every leg of it")
+    q.add_argument("correlation_id", metavar="CORRELATION_ID")
+    q.add_argument("--json", action="store_true", help="print {correlation_id, called, caller, workstream, queue, ...}")
+    q.add_argument("--reveal", action="store_true", help="show sensitive values (needs HANDOFF_CONTEXT_KEY)")
+    q = calls.add_parser("list", help="the calls handled recently, newest first")
+    q.add_argument("--since", type=_duration, default=_duration("15m"), help="how far back: 30s, 15m, 2h, 1d")
+    q.add_argument("--queue", help="only the calls routed to this queue")
+    q.add_argument("--limit", type=_positive, default=200, help="at most this many (default 200)")
+    q.add_argument("--json", action="store_true", help="print a JSON list of records (sensitive values masked)")
+
+    p = sub.add_parser(
         "hash",
         help="the keyed hash that logs and telemetry show for a sensitive value (key from HANDOFF_REDACTION_KEY)",
     )
@@ -801,6 +914,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, s
         return cmd_hash(args, out, err, env)
     if args.command == "numbers":
         return cmd_numbers(args, out, err)
+    if args.command == "calls":
+        return cmd_calls(args, out, err, env)
     return cmd_check_config(args, out, err)
 
 

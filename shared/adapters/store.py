@@ -54,11 +54,21 @@ class StoreError(Exception):
 
 
 class CallStore:
-    """The records of one table. Thread-safe; the clients are created on first use."""
+    """The records of one table. Thread-safe; the clients are created on first use.
 
-    def __init__(self, settings: Settings, sealer: Sealer | None) -> None:
+    ``store`` is HANDOFF_STORE (a table endpoint, or a connection string), ``table`` HANDOFF_STORE_TABLE;
+    ``sealer`` (HANDOFF_CONTEXT_KEY) seals sensitive values on write and opens them on a revealing read.
+    """
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sealer: Sealer | None) -> CallStore:
         assert settings.store, "CallStore needs HANDOFF_STORE"
-        self._settings = settings
+        return cls(settings.store, settings.store_table, sealer, settings.azure_client_id)
+
+    def __init__(self, store: str, table: str, sealer: Sealer | None, azure_client_id: str | None = None) -> None:
+        self.store = store
+        self.table = table
+        self.azure_client_id = azure_client_id
         self.sealer = sealer
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
@@ -73,7 +83,7 @@ class CallStore:
                 client = self._clients[purpose] = self._new_client(
                     FAST_TIMEOUT_S if purpose == "fast" else BULK_TIMEOUT_S
                 )
-            if not self._table_ready and not _is_endpoint(self._settings.store):
+            if not self._table_ready and not _is_endpoint(self.store):
                 # Locally (a connection string) the table may not exist yet; in Azure the Bicep
                 # creates it, and the app's role on the table alone could not create it anyway.
                 from azure.core.exceptions import ResourceExistsError
@@ -90,13 +100,13 @@ class CallStore:
     def _new_client(self, timeout: float) -> Any:
         from azure.data.tables import TableClient  # here: never on a cold start's path to the first answer
 
-        store, table = self._settings.store or "", self._settings.store_table
+        store, table = self.store, self.table
         # retry_total=0: the flow falls back at once, and the record writer retries on its own terms.
         options: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout, "retry_total": 0}
         if _is_endpoint(store):
             from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-            client_id = self._settings.azure_client_id
+            client_id = self.azure_client_id
             credential: Any = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
             return TableClient(endpoint=store, table_name=table, credential=credential, **options)
         return TableClient.from_connection_string(store, table_name=table, **options)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -351,3 +353,27 @@ def test_every_event_posted_to_the_serving_stack_prints_what_happened_to_it(serv
     assert block[-2].endswith("POST /api/callbacks → 401")
     assert block[-1] == "    warning: callback refused (401): no Bearer token"
     assert "777788889999" not in "\n".join(run.seen)
+
+
+def test_make_run_keeps_call_records_and_prints_how_to_look_one_up(serving: tuple[Serving, str]) -> None:
+    run, _ = serving
+    assert "Call records: 1 written, 0 lost." in run.seen
+    [curl] = [line.strip() for line in run.seen if line.strip().startswith("curl -H 'x-functions-key: ")]
+    key = re.search(r"x-functions-key: ([^']+)'", curl)
+    url = re.search(r"(http://127\.0\.0\.1:\d+/api/calls/)<correlationId>", curl)
+    assert key and url
+    [event] = json.loads((CALLS / "plain-uui.json").read_text())
+    request = urllib.request.Request(
+        url.group(1) + event["data"]["correlationId"], headers={"x-functions-key": key.group(1)}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        record = json.loads(response.read())
+    assert (record["queue"], record["action"], record["context"]) == (
+        "agents",
+        "answer",
+        {"sipkey1": "sipval1", "sipkey2": "sipval2"},
+    )
+    unauthorized = urllib.request.Request(url.group(1) + event["data"]["correlationId"])
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unauthorized, timeout=10)
+    assert refused.value.code == 401
