@@ -13,6 +13,11 @@ Run:  make bench ARGS=handler     handler overhead
        transport), the same kind of callback URL (the ``agents`` queue's https URL).
     C: (diagnostic, not part of the ratio) the same bare ``answer_call`` on the app's own client,
        which separates our Python work from our client settings (retry policy, timeouts).
+    S: A with the call records on (HANDOFF_STORE: a local Azurite): the same function, the same
+       event, on a second app instance whose record writer stores each call after its answer
+       request. Its writes are waited for outside the timed region, so they cannot slow another
+       side's measurement; the time from the answer request reaching the emulator to the record
+       being stored is reported too (target: p99 <= 50 ms). Target: S/B <= 1.05.
     A, B and C run interleaved in a random order per round, each with a fresh incomingCallContext,
     event id and correlation id (nothing is short-circuited by dedupe). After each call the
     emulator's CallConnected callback (recorded, never sent: the callback host is not loopback) is
@@ -29,6 +34,7 @@ import argparse
 import collections
 import functools
 import gc
+import hashlib
 import json
 import logging
 import random
@@ -42,7 +48,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 OVERHEAD_TARGET = 1.10
-COLD_TARGET = 1.15
+STORE_TARGET = 1.05
+STORE_WRITE_P99_MS = 50.0
 
 #: Routed by routing.yaml to the ``agents`` queue (answer, https callback URL): the plain UUI form.
 CALLED = "+14255550100"
@@ -106,28 +113,54 @@ def overhead(rounds: int = 2000, warmup: int = 200, logging_mode: str = "worker"
     from azure.functions import meta
     from azure.functions.eventgrid import EventGridEventInConverter
 
+    from local.azurite import Azurite
     from local.stack import running_stack
     from shared import app
 
     _configure_logging(logging_mode)
     rng = random.Random(seed)
-    samples: dict[str, list[float]] = {"A": [], "B": [], "C": []}
-    reached: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+    samples: dict[str, list[float]] = {"A": [], "B": [], "C": [], "S": []}
+    reached: dict[str, list[float]] = {"A": [], "B": [], "C": [], "S": []}
     decode_us: list[float] = []
-    with running_stack() as stack:
+    stored_ms: list[float] = []
+    with Azurite() as azurite, running_stack() as stack:
         # This bench routes every call to the agents queue, whose callbacks the emulator only records.
         emu = stack.emu
         incoming_call = stack.function("incoming_call")
         bare = CallAutomationClient(emu.endpoint, AzureKeyCredential(emu.access_key))
-        app_client = app.current().actions.client
+        plain_app = app.current()
+        app_client = plain_app.actions.client
+        store_app = app.start({**stack.env, "HANDOFF_STORE": azurite.connection_string})
+        writer = store_app.records
+        assert writer is not None
+        written_at: dict[str, float] = {}
+        store_write = writer.store.write
 
-        def side_a() -> tuple[Callable[[], Any], str]:
-            event = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
+        def timed_write(record: Any) -> None:
+            store_write(record)
+            written_at[record.leg] = time.monotonic()
+
+        writer.store.write = timed_write  # type: ignore[method-assign]
+        app._current = plain_app
+
+        def decode(event: dict[str, Any]) -> Any:
             t0 = time.perf_counter_ns()
             decoded = EventGridEventInConverter.decode(
                 meta.Datum(type="json", value=json.dumps(event)), trigger_metadata=None
             )
             decode_us.append((time.perf_counter_ns() - t0) / 1000)
+            return decoded
+
+        def side_a() -> tuple[Callable[[], Any], str]:
+            event = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
+            decoded = decode(event)
+            app._current = plain_app
+            return (lambda: incoming_call(decoded)), event["data"]["incomingCallContext"]
+
+        def side_s() -> tuple[Callable[[], Any], str]:
+            event = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
+            decoded = decode(event)
+            app._current = store_app
             return (lambda: incoming_call(decoded)), event["data"]["incomingCallContext"]
 
         def side_b() -> tuple[Callable[[], Any], str]:
@@ -138,7 +171,7 @@ def overhead(rounds: int = 2000, warmup: int = 200, logging_mode: str = "worker"
             context = emu.incoming_call(caller=CALLER, callee=CALLED)["data"]["incomingCallContext"]
             return (lambda: app_client.answer_call(context, AGENTS_CALLBACK)), context
 
-        sides = {"A": side_a, "B": side_b, "C": side_c}
+        sides = {"A": side_a, "B": side_b, "C": side_c, "S": side_s}
         expected_contexts: dict[str, str] = {}
         answered = 0
         block = 100
@@ -154,14 +187,20 @@ def overhead(rounds: int = 2000, warmup: int = 200, logging_mode: str = "worker"
                 call()
                 elapsed = (time.perf_counter_ns() - t0) / 1000
                 answered += 1
-                # Outside the timed region: let the emulator finish this call's CallConnected record.
+                # Outside the timed region: let the emulator finish this call's CallConnected record,
+                # and the store its record.
                 _wait_until(functools.partial(_caught_up, emu, answered))
+                if name == "S" and not writer.flush(10):
+                    raise RuntimeError("a call record was not written within 10 s")
                 if i >= warmup:
                     samples[name].append(elapsed)
                     at = next(
                         a.at for a in reversed(emu.executed("answer")) if a.body["incomingCallContext"] == context
                     )
                     reached[name].append((at - started) * 1e6)
+                    if name == "S":
+                        leg = hashlib.sha256(context.encode()).hexdigest()[:32]
+                        stored_ms.append((written_at.pop(leg) - at) * 1000)
             if (i + 1) % block == 0 or i + 1 == warmup + rounds:
                 _check_block(emu, expected_contexts)
                 expected_contexts.clear()
@@ -180,6 +219,11 @@ def overhead(rounds: int = 2000, warmup: int = 200, logging_mode: str = "worker"
     result["paired_ratio_p50"] = statistics.median(x / y for x, y in zip(a, b, strict=True))
     result["ratio_c_p50"] = result["A"]["p50"] / result["C"]["p50"]
     result["c_over_b_p50"] = result["C"]["p50"] / result["B"]["p50"]
+    result["ratio_s_p50"] = result["S"]["p50"] / result["B"]["p50"]
+    result["s_over_a_p50"] = result["S"]["p50"] / result["A"]["p50"]
+    result["paired_ratio_s_p50"] = statistics.median(x / y for x, y in zip(samples["S"], b, strict=True))
+    result["stored"] = summary(stored_ms)
+    result["written"], result["lost"] = writer.written, writer.lost
     result["rounds"] = rounds
     result["logging"] = logging_mode
     return result
@@ -195,7 +239,7 @@ def _check_block(emu: Any, expected: dict[str, str]) -> None:
     for action in answers:
         side = expected[action.body["incomingCallContext"]]
         op = action.body.get("operationContext")
-        if (side == "A") != bool(op) or action.body.get("callbackUri") != AGENTS_CALLBACK:
+        if (side in ("A", "S")) != bool(op) or action.body.get("callbackUri") != AGENTS_CALLBACK:
             raise RuntimeError(f"unexpected answer request for side {side}: {action.body}")
 
 
@@ -206,6 +250,7 @@ def print_overhead(r: dict[str, Any]) -> bool:
     )
     rows = [
         ("A incoming_call(event) -> answered", r["A"]),
+        ("S the same, call records on (Azurite)", r["S"]),
         ("B bare answer_call, SDK-default client", r["B"]),
         ("C bare answer_call, the app's client", r["C"]),
         ("  (worker-side decode, not timed in A)", r["decode"]),
@@ -218,12 +263,24 @@ def print_overhead(r: dict[str, Any]) -> bool:
     print(f"ratio A/B of p99:     {r['ratio_p99']:.3f}")
     print(f"median of per-round A/B ratios: {r['paired_ratio_p50']:.3f}")
     print(f"diagnostic: A/C of medians {r['ratio_c_p50']:.3f}, C/B of medians {r['c_over_b_p50']:.3f}")
+    ok_store = bool(r["ratio_s_p50"] <= STORE_TARGET)
+    print(
+        f"ratio S/B of medians: {r['ratio_s_p50']:.3f}   (target <= {STORE_TARGET}: {'PASS' if ok_store else 'FAIL'});"
+        f" median of per-round S/B {r['paired_ratio_s_p50']:.3f}; S/A {r['s_over_a_p50']:.3f}"
+    )
+    st = r["stored"]
+    ok_write = bool(st["p99"] <= STORE_WRITE_P99_MS)
+    print(
+        f"record stored after the answer request reached the emulator: p50 {st['p50']:.1f} ms,"
+        f" p99 {st['p99']:.1f} ms (target p99 <= {STORE_WRITE_P99_MS:g} ms: {'PASS' if ok_write else 'FAIL'});"
+        f" {r['written']} written, {r['lost']} lost"
+    )
     print("invoke -> the emulator records the answer request (time.monotonic; no response leg, no post-answer work):")
-    for name in "ABC":
+    for name in "ABCS":
         s = r["reached"][name]
         print(f"  {name:40} {s['p50']:9.0f} {s['p99']:9.0f} {s['mean']:9.0f}")
     print(f"  ratio A/B of medians {r['reached_ratio_p50']:.3f}, of p99 {r['reached_ratio_p99']:.3f}")
-    return ok
+    return ok and ok_store and ok_write
 
 
 def main(argv: list[str] | None = None) -> int:
