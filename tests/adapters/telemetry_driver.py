@@ -225,6 +225,18 @@ def keys_unavailable(stack: Stack) -> int:
     return status
 
 
+def store_lost(stack: Stack, driver: Driver) -> int:
+    """A fresh app whose call records' store cannot be reached: one call's record is lost, counted."""
+    from local.azurite import connection_string
+
+    app = handoff.start({**stack.env, "HANDOFF_STORE": connection_string(free_port())})
+    expect = {"action": "answer", "outcome": "done", "queue": "agents", "rule": "fallback"}
+    driver.call("store-lost", f"Intent=support;{SENTINEL_PAIRS}", expect)
+    assert app.records is not None
+    app.records.flush(20)
+    return app.records.lost
+
+
 def main() -> int:
     report: dict[str, Any] = {}
     started: list[bool] = []
@@ -240,12 +252,13 @@ def main() -> int:
             return 1
         driver = Driver(stack.emu, stack.host)
         scenarios(driver)
+        report["hangups"] = len(stack.emu.executed("hangup"))
+        report["transfers"] = len(stack.emu.executed("transfer"))
+        report["keys_unavailable_status"] = keys_unavailable(stack)  # these two last: they replace the app
+        report["store_lost"] = store_lost(stack, driver)
         report["calls"] = driver.sent
         report["first"] = driver.first
         report["host_errors"] = stack.host.errors
-        report["hangups"] = len(stack.emu.executed("hangup"))
-        report["transfers"] = len(stack.emu.executed("transfer"))
-        report["keys_unavailable_status"] = keys_unavailable(stack)  # last: it replaces the app
     report["flushed"] = telemetry.flush(20)
     print(json.dumps(report))
     return 0

@@ -317,6 +317,10 @@ def test_metrics_and_their_dimensions(run: Run) -> None:
     # The signing keys could not be fetched once: counted, so an alert can watch it.
     assert run.report["keys_unavailable_status"] == 503
     assert total(run, names.METRIC_CALLBACK_REJECTIONS, reason="keys_unavailable") == 1
+    # A call record the store never took: counted by queue, so an alert can watch it.
+    assert run.report["store_lost"] == 1
+    assert [p for p, _ in metric_points(run, names.METRIC_STORE_RECORDS_LOST)] == [{"queue": "agents"}]
+    assert total(run, names.METRIC_STORE_RECORDS_LOST) == 1
     acted = sum(1 for c in calls if c["expect"].get("outcome", "done") != "duplicate")
     histogram = metric_points(run, names.METRIC_TIME_TO_ACTION)
     assert sum(m["count"] for _, m in histogram) == acted
