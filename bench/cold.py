@@ -197,6 +197,10 @@ def child_env(tree: Path, endpoint: str, ingestion: str) -> dict[str, str]:
             "ACS_RESOURCE_ID": "00000000-0000-0000-0000-000000000000",
             "HANDOFF_CALLBACK_URL": "https://handoff.example.com/api/callbacks",
             "HANDOFF_CONTEXT_KEY": "bench-context-key-0123456789abcdef0123456789",
+            # Every deployment keeps call records; the record is written after the answer request
+            # (here: never, the child exits at the answer), so nobody needs to serve this store.
+            "HANDOFF_STORE": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;",
             "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion,
             "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
             "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
