@@ -492,26 +492,12 @@ class StoreWindow:
     stopped: float | None = None
     ended: float | None = None
     began_wall: datetime | None = None
-    ended_wall: datetime | None = None
-
-    def covers(self, at: float, margin: float = 0.0) -> bool:
-        """True if ``at`` fell inside the window (widened by ``margin`` after its end: requests the
-        slow store held are answered that much later)."""
-        if self.began is None:
-            return False
-        end = self.ended if self.ended is not None else float("inf")
-        return self.began <= at <= end + margin
 
     def overlaps(self, start: float, end: float) -> bool:
         """True if ``[start, end]`` shared a moment with the window."""
         if self.began is None:
             return False
         return start <= (self.ended if self.ended is not None else float("inf")) and self.began <= end
-
-    def covers_wall(self, at: datetime) -> bool:
-        if self.began_wall is None:
-            return False
-        return self.began_wall <= at <= (self.ended_wall or datetime.max.replace(tzinfo=UTC))
 
 
 def store_fault(
@@ -536,7 +522,7 @@ def store_fault(
         proxy.mode = "stopped"
         stop.wait(stopped_s)
     proxy.mode = "pass"
-    window.ended, window.ended_wall = time.monotonic(), datetime.now(UTC)
+    window.ended = time.monotonic()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -641,7 +627,7 @@ class StoreReport:
     records: int = 0  # rows with the record's own properties (ActedAt)
     flow_only: int = 0  # rows a callback started whose record was never written
     write_ms: list[float] = field(default_factory=list)  # answer/redirect/reject records
-    write_ms_outside: list[float] = field(default_factory=list)  # ...acted on outside the store's window
+    write_ms_before: list[float] = field(default_factory=list)  # ...acted on before the store failed
     transfer_last_ms: list[float] = field(default_factory=list)  # transfer records: until their last write
     by_correlation: set[str] = field(default_factory=set)
     flow_states: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -678,8 +664,8 @@ def read_store(connection_string: str, table: str, window: StoreWindow) -> Store
                 report.flow_states[str(entity.get("FlowState") or "(none)")] += 1
             else:
                 report.write_ms.append(elapsed)
-                if not window.covers_wall(acted):
-                    report.write_ms_outside.append(elapsed)
+                if window.began_wall is None or acted < window.began_wall:
+                    report.write_ms_before.append(elapsed)
     return report
 
 
@@ -943,36 +929,38 @@ def report(options: Options, r: Results) -> int:
 
     failures: list[tuple[Call, str]] = []
     to_action: list[float] = []
-    to_action_outside: list[float] = []
+    to_action_before: list[float] = []
     by_kind: dict[str, list[float]] = collections.defaultdict(list)
     to_transfer: list[float] = []
-    to_transfer_outside: list[float] = []
+    to_transfer_before: list[float] = []
     connected_to_transfer: list[float] = []
     faulted_calls: list[float] = []
     faulted_contexts = {c for c, acts in actions_by_call(calls, r.everything).items() if any(a.fault for a in acts)}
     in_the_end = actions_by_call(calls, r.executed_in_the_end)  # the sweep's steps too
     for call in calls:
-        mine = by_call.get(call.context, [])
         wrong = problem(call, tuple(a.operation for a in in_the_end.get(call.context, [])))
         if wrong is not None:
             failures.append((call, wrong))
+        # The timings take every call's first action, and its first transfer, whatever came after.
+        mine = by_call.get(call.context, [])
+        if call.started is None or not mine:
             continue
-        assert call.started is not None
         first = (mine[0].at - call.started) * 1000
         to_action.append(first)
         by_kind[call.expected].append(first)
         if call.context in faulted_contexts:
             faulted_calls.append(first)
-        touched = window.overlaps(call.started, mine[-1].at)
-        if not touched:
-            to_action_outside.append(first)
-        if call.expected == "transfer":
-            to_transfer.append((mine[-1].at - call.started) * 1000)
-            if not touched:
-                to_transfer_outside.append((mine[-1].at - call.started) * 1000)
+        before = window.began is None or call.started < window.began
+        if before:
+            to_action_before.append(first)
+        transfer = next((a for a in mine if a.operation == "transfer"), None)
+        if call.expected == "transfer" and transfer is not None:
+            to_transfer.append((transfer.at - call.started) * 1000)
+            if before:
+                to_transfer_before.append((transfer.at - call.started) * 1000)
             arrived = connected_at.get(mine[0].call_connection_id or "")
             if arrived is not None:
-                connected_to_transfer.append((mine[-1].at - arrived) * 1000)
+                connected_to_transfer.append((transfer.at - arrived) * 1000)
 
     began_posting = min((c.started for c in calls if c.started is not None), default=0.0)
 
@@ -1053,17 +1041,17 @@ def report(options: Options, r: Results) -> int:
     print()
     print(f"  {'time to action (post start -> emulator action)':60} {'calls':>6} {'p50 ms':>9} {'p99 ms':>9}")
     print(row("first action, all calls", to_action))
-    print(row("first action, calls outside the store fault window", to_action_outside))
+    print(row("first action, calls that rang before the store failed", to_action_before))
     for kind in ("answer", "redirect", "reject", "transfer"):
         print(row(f"first action, {kind} queues", by_kind.get(kind, [])))
     print(row("first action, calls with a faulted request (SDK retried)", faulted_calls))
     print(row("transfer executed (transfer queues)", to_transfer))
-    print(row("transfer executed, outside the store fault window", to_transfer_outside))
+    print(row("transfer executed, calls that rang before the store failed", to_transfer_before))
     print(row("  of which: CallConnected forwarded -> transfer", connected_to_transfer))
     print()
     print(f"  {'store (entity Timestamp - ActedAt)':60} {'records':>6} {'p50 ms':>9} {'p99 ms':>9}")
     print(row("store write, answer/redirect/reject records", stored.write_ms))
-    print(row("store write, those acted on outside the store fault window", stored.write_ms_outside))
+    print(row("store write, those acted on before the store failed", stored.write_ms_before))
     print(row("transfer records, until their last write (the flow's)", stored.transfer_last_ms))
     print(
         f"  records: {stored.records} in the table for {acted} calls acted on; lost (given up on, logged by the "
