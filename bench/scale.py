@@ -480,7 +480,7 @@ def run_call(instances: Instances, emu: Any, call: Call, deadline: float, lock: 
 
 
 # --------------------------------------------------------------------------------------------------
-# The store's bad minute
+# The store failing for a few seconds
 
 
 @dataclass
@@ -841,8 +841,8 @@ def run(options: Options) -> int:
         deadline = time.monotonic() + RUN_BUDGET_S
 
         def counted(call: Call) -> None:
-            # Calls ring at a steady rate, as they reach a contact center, so that the store's bad
-            # minute falls on a share of them rather than on all.
+            # Calls ring at a steady rate, as they reach a contact center, so that the store's failure
+            # falls on a share of them rather than on all.
             pause = posting_began + call.index / options.rate - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
