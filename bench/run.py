@@ -4,7 +4,9 @@
     make bench ARGS=handler    ratio (a): handler overhead vs a bare answer_call (bench/handler.py)
     make bench ARGS=cold       cold first answer as deployed, telemetry off and on (bench/cold.py)
     make bench ARGS=load       bounded load test on loopback (bench/load.py)
-    make bench ARGS=all        those four, one after the other (the default)
+    make bench ARGS=scale      2-4 app instances sharing one store, duplicates, callbacks and faults
+                               crossing instances (bench/scale.py)
+    make bench ARGS=all        core, handler, cold and load, one after the other (the default)
 
 Any other ``bench/<name>.py`` runs as ``python -m bench.<name>``. Anything after the name is passed
 on, e.g. ``make bench ARGS="load --calls 2000"``. Each benchmark runs in its own interpreter so that
@@ -25,6 +27,7 @@ COMMANDS: dict[str, list[str]] = {
     "handler": ["-m", "bench.handler", "overhead"],
     "cold": ["-m", "bench.cold"],
     "load": ["-m", "bench.load"],
+    "scale": ["-m", "bench.scale"],
 }
 
 
