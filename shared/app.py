@@ -80,7 +80,7 @@ class App:
             if self.store is not None
             else None
         )
-        self.flow_states = FlowStates(self.store, self.call_states)
+        self.flow_states = FlowStates(self.store, self.call_states, self.records)
 
     # ---- IncomingCall ------------------------------------------------------------------------
 

@@ -177,13 +177,16 @@ class CallActions:
         #: Signs (and seals the sensitive part of) every operationContext this app sends.
         self.sealer = sealer
 
-    def _attempt(self, action: str, connection_id: str | None, request: Callable[[], str | None]) -> ActionResult:
-        """Run one Call Automation request; every failure becomes a classified result, never an exception."""
+    def _attempt(
+        self, action: str, connection_id: str | None, request: Callable[[], str | None], operation: str | None = None
+    ) -> ActionResult:
+        """Run one Call Automation request; every failure becomes a classified result, never an exception.
+        ``operation`` is the request Call Automation received, when it is not ``action`` itself."""
         start = time.perf_counter()
         try:
             created = request()
         except Exception as exc:  # every failure gets a defined outcome; nothing escapes to the host
-            outcome, retryable, detail = classify(exc, action)
+            outcome, retryable, detail = classify(exc, operation or action)
             elapsed = (time.perf_counter() - start) * 1000
             return ActionResult(outcome, action, detail, connection_id, elapsed, retryable)
         return ActionResult(Outcome.DONE, action, "", created or connection_id, (time.perf_counter() - start) * 1000)
@@ -211,7 +214,10 @@ class CallActions:
                 raise ValueError(f"unknown action {decision.action!r}")
             return None
 
-        return self._attempt(decision.action, None, request)
+        # A transfer queue's ringing call is answered: Call Automation's refusal is an answer's (an
+        # "already handled" shape means another instance answered it), not a mid-call transfer's.
+        operation = "answer" if decision.action == Action.TRANSFER else str(decision.action)
+        return self._attempt(decision.action, None, request, operation)
 
     def transfer(
         self, call_connection_id: str, target: str, headers: TransferHeaders, operation_context: OperationContext

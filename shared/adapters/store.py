@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,19 +124,52 @@ class CallStore:
     # ---- the record ------------------------------------------------------------------------
 
     def write(self, record: CallRecord) -> None:
-        """Store the record of a call leg. A second write of the same leg merges its properties and
-        leaves the transfer flow's alone (a callback may already have moved it on)."""
-        from azure.core.exceptions import ResourceExistsError
+        """Store the record of a call leg. A second write of the same leg (another delivery of the
+        call) merges its properties, leaves the transfer flow's alone (a callback may already have
+        moved it on), and never turns a leg that got its action into a failure: a duplicate refused
+        on another instance must not hide the call's real record."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
         entity = to_entity(record, self.sealer)
+        kept = {k: v for k, v in entity.items() if k not in FLOW_PROPERTIES and k != "AwaitingTransfer"}
         with self._calls():
             client = self._client("bulk")
-            try:
-                client.create_entity(entity)
-            except ResourceExistsError:
-                kept = {k: v for k, v in entity.items() if k not in FLOW_PROPERTIES and k != "AwaitingTransfer"}
-                client.update_entity(kept, mode=UpdateMode.MERGE)
+            for _ in range(_CAS_ROUNDS):
+                try:
+                    client.create_entity(entity)
+                    return
+                except ResourceExistsError:
+                    pass
+                try:
+                    stored = client.get_entity(record.correlation_id, record.leg, select=["Outcome"])
+                except ResourceNotFoundError:
+                    continue  # deleted meanwhile (its time to live): create it again
+                if stored.get("Outcome") == "done" and record.outcome != "done":
+                    return
+                try:
+                    client.update_entity(
+                        kept,
+                        mode=UpdateMode.MERGE,
+                        etag=stored.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    continue
+        raise StoreError(f"the record kept changing under {_CAS_ROUNDS} conditional writes")
+
+    def sync_flow(self, correlation_id: str, leg: str, state: str, now: datetime) -> None:
+        """Write a transfer-flow step an instance decided on its own state while the store failed, so
+        the sweep does not take the call for stranded: only over a flow no instance has moved yet."""
+        for _ in range(_CAS_ROUNDS):
+            current, version = self.flow(correlation_id, leg)
+            if current not in (None, "answered"):
+                return
+            if self.set_flow_if(correlation_id, leg, version, state, now):
+                return
+        raise StoreError(f"the flow state kept changing under {_CAS_ROUNDS} conditional writes")
 
     def legs(self, correlation_id: str, reveal: bool = False) -> list[CallRecord]:
         """Every leg recorded under the correlation id, oldest first."""
@@ -276,9 +310,11 @@ class FlowStates:
     and a conditional write lets exactly one of them act. Without one, or when the store fails
     (logged), it is this process's own (dedupe.CallStates): the call still gets its step."""
 
-    def __init__(self, store: CallStore | None, local: CallStates) -> None:
+    def __init__(self, store: CallStore | None, local: CallStates, writer: RecordWriter | None = None) -> None:
         self.store = store
         self.local = local
+        #: Where a step decided on this instance's own state goes, to reach the store once it answers.
+        self.writer = writer
 
     def _key(self, event: CallbackEvent) -> tuple[str, str] | None:
         op = event.operation_context
@@ -312,9 +348,12 @@ class FlowStates:
                 log.warning("%s: the store is unavailable (%s); this instance's own state decides", event.who, exc)
                 _, version = self._local_get(event)
                 where, number = version
-        if event.call_connection_id is None:
-            return True
-        return self.local.set_if(event.call_connection_id, number, state)
+        moved = True if event.call_connection_id is None else self.local.set_if(event.call_connection_id, number, state)
+        if moved and key is not None and self.writer is not None:
+            # Decided without the store: written there once it answers, so that the sweep does not
+            # take the call for stranded (and another instance sees where the flow is).
+            self.writer.submit(FlowSync(key[0], key[1], str(state), _utcnow()))
+        return moved
 
 
 def _state(text: str | None) -> CallState:
@@ -329,12 +368,23 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class RecordWriter:
-    """Writes records in the background, so no call waits on the store.
+@dataclass(frozen=True)
+class FlowSync:
+    """A transfer-flow step decided on an instance's own state, to be written once the store answers."""
 
-    A record is retried with growing pauses until it is written, :data:`attempts` are spent or it
-    is older than ``give_up_after_s``; then it is lost: logged and counted (``on_lost``). The queue
-    is bounded: a record that finds it full is lost at once. Threads start with the first record.
+    correlation_id: str
+    leg: str
+    state: str
+    decided_at: datetime
+
+
+class RecordWriter:
+    """Writes records, and flow steps decided while the store failed, in the background, so no call
+    waits on the store.
+
+    Each is retried with growing pauses until it is written, :data:`attempts` are spent or it is
+    older than ``give_up_after_s``; then it is lost: logged and counted (``on_lost`` for records).
+    The queue is bounded: what finds it full is lost at once. Threads start with the first item.
     """
 
     def __init__(
@@ -352,7 +402,7 @@ class RecordWriter:
         self._on_written = on_written
         self._on_lost = on_lost
         self._workers = workers
-        self._queue: queue.Queue[tuple[CallRecord, float]] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[tuple[CallRecord | FlowSync, float]] = queue.Queue(maxsize=capacity)
         self._attempts = attempts
         self._give_up_after_s = give_up_after_s
         self._clock = clock
@@ -360,16 +410,18 @@ class RecordWriter:
         self._start_lock = threading.Lock()
         self.written = 0
         self.lost = 0
+        self.flows_synced = 0
+        self.flows_lost = 0
         self._count_lock = threading.Lock()
 
-    def submit(self, record: CallRecord) -> None:
-        """Queue ``record`` for writing; never blocks, never raises."""
+    def submit(self, item: CallRecord | FlowSync) -> None:
+        """Queue a record (or a flow step) for writing; never blocks, never raises."""
         if not self._started:
             self._start()
         try:
-            self._queue.put_nowait((record, self._clock()))
+            self._queue.put_nowait((item, self._clock()))
         except queue.Full:
-            self._lose(record, "the record queue is full")
+            self._lose(item, "the record queue is full")
 
     def _start(self) -> None:
         with self._start_lock:
@@ -381,20 +433,23 @@ class RecordWriter:
 
     def _run(self) -> None:
         while True:
-            record, queued_at = self._queue.get()
+            item, queued_at = self._queue.get()
             try:
-                self._write(record, queued_at)
+                self._write(item, queued_at)
             except Exception as exc:  # a bug must not stop the writer
-                self._lose(record, f"unexpected {type(exc).__name__}")
+                self._lose(item, f"unexpected {type(exc).__name__}")
             finally:
                 self._queue.task_done()
 
-    def _write(self, record: CallRecord, queued_at: float) -> None:
+    def _write(self, item: CallRecord | FlowSync, queued_at: float) -> None:
         pause = 0.2
         reason = ""
         for attempt in range(self._attempts):
             try:
-                self.store.write(record)
+                if isinstance(item, FlowSync):
+                    self.store.sync_flow(item.correlation_id, item.leg, item.state, item.decided_at)
+                else:
+                    self.store.write(item)
             except StoreError as exc:
                 reason = str(exc)
                 if attempt == self._attempts - 1 or self._clock() - queued_at + pause > self._give_up_after_s:
@@ -403,26 +458,40 @@ class RecordWriter:
                 pause = min(pause * 2, 5.0)
                 continue
             with self._count_lock:
-                self.written += 1
-            if self._on_written is not None:
-                self._on_written(record, self._clock() - queued_at)
+                if isinstance(item, FlowSync):
+                    self.flows_synced += 1
+                else:
+                    self.written += 1
+            if self._on_written is not None and isinstance(item, CallRecord):
+                self._on_written(item, self._clock() - queued_at)
             return
-        self._lose(record, reason)
+        self._lose(item, reason)
 
-    def _lose(self, record: CallRecord, reason: str) -> None:
+    def _lose(self, item: CallRecord | FlowSync, reason: str) -> None:
+        if isinstance(item, FlowSync):
+            with self._count_lock:
+                self.flows_lost += 1
+            log.error(
+                "call %s: its transfer flow (%s, decided while the store failed) could not be written: %s;"
+                " the sweep may take it for stranded",
+                item.correlation_id,
+                item.state,
+                reason,
+            )
+            return
         with self._count_lock:
             self.lost += 1
         log.error(
             "call %s: its record (leg %s) is lost: %s; a lookup will not find it",
-            record.correlation_id,
-            record.leg,
+            item.correlation_id,
+            item.leg,
             reason,
         )
         if self._on_lost is not None:
-            self._on_lost(record, reason)
+            self._on_lost(item, reason)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued record is written or lost (tests, shutdown); False on timeout."""
+        """Wait until everything queued is written or lost (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks:
             if time.monotonic() > deadline:

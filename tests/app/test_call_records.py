@@ -229,8 +229,9 @@ def test_two_instances_sharing_the_store_transfer_a_call_exactly_once(
         assert post_json(b.url + grid, [event], notify)[0] == 202  # the same call, redelivered to B
         assert stack.wait(lambda: "transfer" in [x.operation for x in stack.actions_for(event)], 10)
         [answer] = [x for x in stack.actions_for(event) if x.operation == "answer"]
+        # The emulator records a callback once the instance has answered it: wait for that record.
+        assert stack.wait(lambda: len(callback_events(stack, answer.call_connection_id, "CallConnected")) == 1, 10)
         connected = callback_events(stack, answer.call_connection_id, "CallConnected")
-        assert len(connected) == 1
         # ACS repeats the callback, to A this time, and once more to B.
         for instance in (a, b):
             token = stack.emu.callback_token()

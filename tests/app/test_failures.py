@@ -73,19 +73,26 @@ def test_a_call_arriving_again_with_its_correlation_id_but_a_new_context_gets_it
     assert one_action(stack, first) == ["redirect"] and one_action(stack, second) == ["redirect"]
 
 
+#: A call of each kind of queue, and the Call Automation operation on its ringing call: a transfer
+#: queue's call is answered first (the transfer follows on CallConnected).
+QUEUE_CALLS = [("redirect", "IsVip=1", "redirect"), ("answer", "Intent=support", "answer")]
+QUEUE_CALLS += [("transfer", "Intent=billing;Priority=9", "answer")]
+
+
+@pytest.mark.parametrize(("queue", "uui", "operation"), QUEUE_CALLS, ids=[q[0] for q in QUEUE_CALLS])
 @pytest.mark.parametrize("shape", ALREADY_HANDLED_SHAPES, ids=lambda shape: f"{shape[0]}-{shape[1]}")
 def test_a_call_already_handled_elsewhere_is_done_not_an_error(
-    stack: Stack, shape: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+    stack: Stack, shape: tuple[int, int], queue: str, uui: str, operation: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # What ACS answers here is undocumented (acs.md): every candidate (status, sub-code) is done.
     monkeypatch.setattr(stack.emu, "already_handled", shape)
-    event = stack.call(sip={"User-To-User": "IsVip=1"})
+    event = stack.call(sip={"User-To-User": uui})
     assert handled(stack, event).outcome == Outcome.DONE
     stack.restart(forget_calls=False)  # another instance: its in-process dedupe never saw this call
     result = handled(stack, event)
     assert result.outcome == Outcome.ALREADY_HANDLED and not result.retryable
     assert f"HTTP {shape[0]}/{shape[1]}" in result.detail
-    assert [a.status for a in stack.emu.actions if a.operation == "redirect"] == [shape[0]]  # once, not retried
+    assert [a.status for a in stack.emu.actions if a.operation == operation] == [shape[0]]  # once, not retried
     assert stack.post([event])[0] == 202
 
 

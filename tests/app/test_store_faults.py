@@ -67,13 +67,21 @@ def test_a_record_the_store_never_takes_is_lost_after_its_retries_logged_and_cou
     with caplog.at_level("ERROR", logger="handoff"):
         assert stack.post([event])[0] == 202
         started = time.monotonic()
+        # The transfer goes ahead on this instance's state; wait until its acceptance was handled too.
+        accepted = "Microsoft.Communication.CallTransferAccepted"
+        assert stack.wait(lambda: any(e["type"] == accepted for d in stack.emu.callbacks_sent for e in d.events), 10)
         assert writer.flush(20)
     assert time.monotonic() - started < 10  # retried within a bound, not forever
     assert (writer.written, writer.lost) == (0, 1)
     reason = "the store cannot be reached" if fault == "stopped" else "the store answered 403"
     # (Earlier tests' apps may still be retrying theirs: this call's line is the one that counts.)
-    [lost] = [r.getMessage() for r in caplog.records if event["data"]["correlationId"] in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if event["data"]["correlationId"] in r.getMessage()]
+    [lost] = [line for line in lines if "its record" in line]
     assert "is lost" in lost and reason in lost
+    # Its transfer was decided on this instance's state, and those steps could not be written either.
+    flows = [line for line in lines if "transfer flow" in line]
+    assert sorted(f.split("transfer flow (")[1].split(",")[0] for f in flows) == ["transferred", "transferring"]
+    assert all("the sweep may take it for stranded" in f for f in flows) and writer.flows_lost == 2
     assert ACCOUNT not in caplog.text
 
 
