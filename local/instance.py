@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 class Instance:
     """A running ``python -m local.instance``; stops with the context."""
 
-    def __init__(self, env: dict[str, str], function_key: str | None = None, timeout: float = 60.0) -> None:
-        command = [sys.executable, "-m", "local.instance", "--port", "0"]
+    def __init__(
+        self, env: dict[str, str], function_key: str | None = None, timeout: float = 60.0, port: int = 0
+    ) -> None:
+        command = [sys.executable, "-m", "local.instance", "--port", str(port)]
         if function_key:
             command += ["--function-key", function_key]
         self.process = subprocess.Popen(

@@ -14,10 +14,12 @@ Facts (handbook acs.md, "Call Automation SDK 1.6.0" and "Event Grid delivery"):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -168,6 +170,13 @@ def classify(exc: Exception, operation: str) -> tuple[Outcome, bool, str]:
     return Outcome.PERMANENT, False, f"{type(exc).__name__}: {message}"
 
 
+def repeatable_id(*parts: str) -> str:
+    """A Repeatability-Request-ID derived from what the request does to which call, in the form the
+    service asks for (a version-4 UUID), so that every instance deciding the same step sends the same id."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
 class CallActions:
     """Carries out the app's decisions on calls. Holds the one Call Automation client of the process."""
 
@@ -224,21 +233,32 @@ class CallActions:
     ) -> ActionResult:
         """Transfer a connected call to the queue's target with the context as headers."""
 
+        # The same transfer decided twice (a repeated CallConnected on two instances while the store
+        # that shares their state was down) is the same request, byte for byte, under the same
+        # Repeatability-Request-ID: Call Automation executes it once (acs.md, "Requests carry
+        # Repeatability-Request-ID"; the id is derived, not random, for exactly this).
+        attempt = str(operation_context.attempt or "")
+        request_id = repeatable_id("transfer", call_connection_id, attempt, target)
+
         def request() -> None:
             self.client.get_call_connection(call_connection_id).transfer_call_to_participant(
                 to_identifier(target),
-                operation_context=operation_context.to_json(self.sealer),
+                operation_context=operation_context.to_json(self.sealer, deterministic=True),
                 operation_callback_url=self.settings.callback_url,
                 sip_headers=headers.sip_headers,
                 voip_headers=headers.voip_headers,
+                headers={"Repeatability-Request-ID": request_id},
             )
 
         return self._attempt("transfer", call_connection_id, request)
 
     def hang_up(self, call_connection_id: str) -> ActionResult:
         """End the call for everyone: nobody is left to take it."""
+        request_id = repeatable_id("terminate", call_connection_id)  # two instances hanging up: once
         return self._attempt(
             "hangup",
             call_connection_id,
-            lambda: self.client.get_call_connection(call_connection_id).hang_up(is_for_everyone=True),
+            lambda: self.client.get_call_connection(call_connection_id).hang_up(
+                is_for_everyone=True, headers={"Repeatability-Request-ID": request_id}
+            ),
         )

@@ -160,8 +160,9 @@ class OperationContext:
         shown = {k: v for k, v in decision.context_text.items() if k not in decision.sensitive}
         return cls(decision.queue, decision.workstream, correlation_id, shown, leg=leg)
 
-    def to_json(self, sealer: Sealer | None) -> str:
-        """The wire form; unsigned only when no ``HANDOFF_CONTEXT_KEY`` is configured (no transfer queue)."""
+    def to_json(self, sealer: Sealer | None, deterministic: bool = False) -> str:
+        """The wire form; unsigned only when no ``HANDOFF_CONTEXT_KEY`` is configured (no transfer queue).
+        ``deterministic``: the same context gives the same text (sealer.seal's synthetic nonce)."""
         body: dict[str, Any] = {
             "queue": self.queue,
             "workstream": self.workstream,
@@ -172,7 +173,7 @@ class OperationContext:
         if sealed:
             if sealer is None:
                 raise ValueError("sensitive context variables can only travel sealed: HANDOFF_CONTEXT_KEY is not set")
-            body["sealed"] = sealer.seal(sealed)
+            body["sealed"] = sealer.seal(sealed, deterministic=deterministic)
         if self.target is not None:
             body["target"] = self.target
         if self.attempt is not None:

@@ -30,6 +30,7 @@ from typing import Any
 _MAC_LABEL = b"handoff operation-context mac v1"
 _SEAL_LABEL = b"handoff operation-context seal v1"
 _NONCE_BYTES = 12  # the GCM nonce size NIST SP 800-38D recommends
+_NONCE_LABEL = b"handoff synthetic nonce v1"
 _AAD = b"handoff operation-context"
 #: The call records' sealed values (shared/core/call_record.py) are bound to their own purpose: a
 #: blob sealed for a record does not open as an operation context's, nor the other way round.
@@ -74,12 +75,22 @@ class Sealer:
                 return index
         return None
 
-    def seal(self, values: Mapping[str, str], aad: bytes = _AAD) -> str:
-        """``values`` encrypted and authenticated (AES-256-GCM) with the first key, bound to ``aad``."""
+    def seal(self, values: Mapping[str, str], aad: bytes = _AAD, deterministic: bool = False) -> str:
+        """``values`` encrypted and authenticated (AES-256-GCM) with the first key, bound to ``aad``.
+
+        ``deterministic``: the nonce is derived from the key, ``aad`` and the values (the synthetic-IV
+        construction), so the same values seal to the same text: two instances that build the same
+        transfer request send the same bytes, which Call Automation's repeatability can recognise.
+        A nonce repeats only with the same plaintext, so GCM's nonce-reuse failure cannot occur; what
+        it gives away is only that two sealed texts hold the same values."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # ~13 ms: see prewarm()
 
-        nonce = secrets.token_bytes(_NONCE_BYTES)
         plain = json.dumps(dict(values), separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        if deterministic:
+            nonce = hmac.new(self._seal_keys[0], _NONCE_LABEL + aad + b"\0" + plain, hashlib.sha256).digest()
+            nonce = nonce[:_NONCE_BYTES]
+        else:
+            nonce = secrets.token_bytes(_NONCE_BYTES)
         return _b64(nonce + AESGCM(self._seal_keys[0]).encrypt(nonce, plain, aad))
 
     def unseal_any(self, blob: Any, aad: bytes) -> dict[str, str] | None:
