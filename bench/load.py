@@ -42,11 +42,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +109,7 @@ def _templates() -> list[tuple[str, dict[str, Any], str]]:
     return out
 
 
-def _now_text(event: dict[str, Any]) -> None:
+def now_text(event: dict[str, Any]) -> None:
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     event["time" if "specversion" in event else "eventTime"] = now
 
@@ -194,7 +195,7 @@ def deliver(poster: Poster, events: list[dict[str, Any]], call: Call, lock: thre
 def run_call(poster: Poster, emu: Any, call: Call, deadline: float, lock: threading.Lock) -> None:
     if time.monotonic() > deadline:
         return
-    _now_text(call.event)
+    now_text(call.event)
     if call.fault is not None:
         status, times = call.fault
         emu.inject("*", status=status, retry_after=0.05 if status == 429 else None, times=times)
@@ -264,7 +265,7 @@ def run(n: int, workers: int, fault_share: float, seed: int) -> int:
         callbacks = emu.callbacks_sent
         host_errors = list(host.errors)
 
-    by_call = _actions_by_call(calls, executed)
+    by_call = actions_by_call(calls, executed)
     connected_at = _connected_arrivals(arrivals)
     callback_to_transfer: list[float] = []
     failures = []
@@ -322,7 +323,7 @@ def run(n: int, workers: int, fault_share: float, seed: int) -> int:
     print(row("  of which: CallConnected reaches host -> transfer", callback_to_transfer))
     faulted_contexts = {
         context
-        for context, actions in _actions_by_call(calls, [a for a in everything if a.fault or a.succeeded]).items()
+        for context, actions in actions_by_call(calls, [a for a in everything if a.fault or a.succeeded]).items()
         if any(a.fault for a in actions)
     }
     fault_calls = [
@@ -373,8 +374,14 @@ def _connected_arrivals(arrivals: list[tuple[float, bytes]]) -> dict[str, float]
     return out
 
 
-def _actions_by_call(calls: list[Call], executed: list[Any]) -> dict[str, list[Any]]:
-    """Executed actions per incomingCallContext; mid-call actions follow the connection they name."""
+class HasContext(Protocol):
+    @property
+    def context(self) -> str: ...
+
+
+def actions_by_call(calls: Sequence[HasContext], executed: list[Any]) -> dict[str, list[Any]]:
+    """Executed actions per incomingCallContext; mid-call actions follow the connection the answer made.
+    (bench/scale.py judges its calls with it too.)"""
     contexts = {c.context for c in calls}
     by_call: dict[str, list[Any]] = collections.defaultdict(list)
     connection_to_context: dict[str, str] = {}
@@ -390,7 +397,7 @@ def _actions_by_call(calls: list[Call], executed: list[Any]) -> dict[str, list[A
 
 
 def _complete(calls: list[Call], executed: list[Any]) -> bool:
-    by_call = _actions_by_call(calls, executed)
+    by_call = actions_by_call(calls, executed)
     return all(len(by_call.get(c.context, [])) >= len(WANTED[c.expected]) for c in calls if c.started is not None)
 
 

@@ -87,19 +87,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.load import WANTED, actions_by_call, now_text, percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 CALLS = ROOT / "examples" / "calls"
 HOST = "127.0.0.1"
 EVENT_GRID_PATH = "/runtime/webhooks/eventgrid?functionName=incoming_call"
 CALLBACK_PATH = "/api/callbacks"
 
-#: What the emulator must have executed for one call, in order.
-WANTED = {
-    "answer": ("answer",),
-    "redirect": ("redirect",),
-    "reject": ("reject",),
-    "transfer": ("answer", "transfer"),
-}
 #: The billing call the issue names, beside the bundled examples: answered, then transferred.
 BILLING_CALL = ("billing-priority-9", "+14255550100", "+14255550177", {"User-To-User": "Intent=billing;Priority=9"})
 #: Share of calls per delivery pattern; the rest are delivered once. Both deliveries of a
@@ -421,10 +416,6 @@ def repeat_after(emu: Any, forwarder: CallbackForwarder, wanted: set[str], stop:
 # IncomingCall deliveries
 
 
-def _now_text(event: dict[str, Any]) -> None:
-    event["eventTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
 def deliver(instances: Instances, instance: int, event: dict[str, Any], call: Call, lock: threading.Lock) -> None:
     """One delivery, redelivered to the next instance (at most twice, 0.2 s apart) while not answered 2xx."""
     body = json.dumps([event]).encode()
@@ -447,7 +438,7 @@ def deliver(instances: Instances, instance: int, event: dict[str, Any], call: Ca
 def run_call(instances: Instances, emu: Any, call: Call, deadline: float, lock: threading.Lock) -> None:
     if time.monotonic() > deadline:
         return
-    _now_text(call.event)
+    now_text(call.event)
     if call.fault is not None:
         status, times = call.fault
         emu.inject("*", status=status, retry_after=0.05 if status == 429 else None, times=times)
@@ -563,23 +554,6 @@ def read_log(text: str) -> InstanceLog:
 # The verdict
 
 
-def actions_by_call(calls: list[Call], executed: list[Any]) -> dict[str, list[Any]]:
-    """Executed actions per incomingCallContext; mid-call actions follow the connection the answer made."""
-    contexts = {c.context for c in calls}
-    by_call: dict[str, list[Any]] = collections.defaultdict(list)
-    connection_to_context: dict[str, str] = {}
-    for action in sorted(executed, key=lambda a: a.at):
-        body = action.body if isinstance(action.body, dict) else {}
-        context = body.get("incomingCallContext")
-        if context in contexts:
-            by_call[context].append(action)
-            if action.operation == "answer" and action.call_connection_id:
-                connection_to_context[action.call_connection_id] = context
-        elif action.call_connection_id in connection_to_context:
-            by_call[connection_to_context[action.call_connection_id]].append(action)
-    return by_call
-
-
 def problem(call: Call, operations: tuple[str, ...]) -> str | None:
     """What is wrong with what the emulator executed for ``call``, or None: exactly its one action
     (answer, redirect, reject), or for a transfer queue exactly one answer and one transfer. Nothing
@@ -611,11 +585,6 @@ def drained(emu: Any) -> bool:
     """True once every transfer executed has had its CallTransferAccepted delivered: the flow's last step."""
     accepted = sum(1 for d in emu.callbacks_sent for kind in d.types if kind.endswith(".CallTransferAccepted"))
     return accepted >= len(emu.executed("transfer"))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 # --------------------------------------------------------------------------------------------------
