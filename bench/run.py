@@ -4,7 +4,6 @@
     make bench ARGS=handler    ratio (a): handler overhead vs a bare answer_call (bench/handler.py)
     make bench ARGS=cold       cold first answer as deployed, telemetry off and on (bench/cold.py)
     make bench ARGS=load       bounded load test on loopback (bench/load.py)
-    make bench ARGS=scale      N app processes, one store, duplicates and faults across them (bench/scale.py)
     make bench ARGS=floor      how low the handler ratio can go, parts of the work taken away (bench/floor.py)
     make bench ARGS=scale      2-4 app instances sharing one store, duplicates, callbacks and faults
                                crossing instances (bench/scale.py)
