@@ -130,7 +130,11 @@ class App:
             return  # a retryable failure: the redelivery that acts writes the record
         ws = self.workstreams.get(decision.workstream) if decision.workstream else None
         ttl = timedelta(hours=self.settings.context_ttl_hours)
-        record = call_record.for_call(call, decision, result, ws.variables if ws else None, _now(), ttl)
+        try:
+            record = call_record.for_call(call, decision, result, ws.variables if ws else None, _now(), ttl)
+        except Exception as exc:  # the call has its action: a bug here must not cost it its log line
+            log.error("call %s: its record could not be built (%s)", call.correlation_id, type(exc).__name__)
+            return
         if record is not None:
             self.records.submit(record)
 

@@ -330,3 +330,20 @@ def _store_of() -> dict[str, str]:
         "HANDOFF_STORE_TABLE": settings.store_table,
         "HANDOFF_REVEAL_KEY": REVEAL_KEY,
     }
+
+
+def test_a_record_that_cannot_be_built_costs_the_call_nothing_but_its_record(
+    stored: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(call_record, "for_call", broken)
+    event = stored.call(sip={"X-MS-Custom-IsVip": "true"})
+    with caplog.at_level("INFO", logger="handoff"):
+        assert stored.post([event])[0] == 202
+    assert [x.operation for x in stored.actions_for(event)] == ["redirect"]
+    assert stored.host.errors == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("its record could not be built (KeyError)" in m for m in messages)
+    assert any("rule vip-callers, queue vip, redirect → done" in m for m in messages)  # the call's own line

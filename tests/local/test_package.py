@@ -167,6 +167,25 @@ print(json.dumps({
 """
 
 
+def run_in_package(root: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter that sees only the unzipped package at ``root`` and the standard
+    library (-S: no site-packages of this environment), bytecode writing off, as Flex runs it."""
+    return subprocess.run(
+        [sys.executable, "-S", "-s", "-c", code],
+        cwd=root,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": os.pathsep.join([str(root), str(root / SITE)]),
+            **SETTINGS,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def tree(root: Path) -> dict[str, int]:
     return {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*")}
 
@@ -179,21 +198,7 @@ def test_every_module_imports_from_the_read_only_package_using_its_bytecode(pack
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     before = tree(root)
     try:
-        result = subprocess.run(
-            # -S: no site-packages of this environment; the package and the standard library only.
-            [sys.executable, "-S", "-s", "-c", _IMPORT_EVERYTHING],
-            cwd=root,
-            env={
-                "PATH": os.environ.get("PATH", ""),
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONPATH": os.pathsep.join([str(root), str(root / SITE)]),
-                **SETTINGS,
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = run_in_package(root, _IMPORT_EVERYTHING)
         assert result.returncode == 0, result.stderr[-3000:]
         report: dict[str, Any] = json.loads(result.stdout)
         assert tree(root) == before, "the import wrote into the package"
@@ -273,20 +278,7 @@ def test_start_up_from_the_package_uses_the_prebuilt_table_without_loading_the_v
     root = tmp_path / "wwwroot"
     with zipfile.ZipFile(package) as archive:
         archive.extractall(root)
-    result = subprocess.run(
-        [sys.executable, "-S", "-s", "-c", _START_UP],
-        cwd=root,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPATH": os.pathsep.join([str(root), str(root / SITE)]),
-            **SETTINGS,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_in_package(root, _START_UP)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout) == {"validator_at_start": [], "same_table": True}
 
