@@ -105,7 +105,8 @@ test: lint typecheck infra-check arm-check pytest
 numbers: $(STAMP)
 	@$(PY) -m shared.cli numbers --config routing.yaml
 
-bench: $(STAMP)
+# handler and scale start Azurite: the same npm install as make run and make test.
+bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m bench.run $(ARGS)
 
 # The deployment package: .funcignore's files, requirements.txt as Linux x86-64 wheels, and

@@ -3,8 +3,9 @@ away, against the same bare ``answer_call`` (a diagnostic for BENCHMARKS.md, "Ha
 
 Run:  make bench ARGS=floor        (or .venv/bin/python -m bench.floor [--rounds N])
 
-Three variants, each in its own pass, interleaved with B (a bare ``answer_call`` on an SDK-default
-client) round by round, as bench/handler.py does:
+Three variants, each in its own pass, interleaved with C (a bare ``answer_call`` on the app's own
+client, so that only our Python work differs; bench/handler.py's C) round by round, as
+bench/handler.py does:
 
 - full: the function as deployed;
 - no-routing: ``routing.route`` returns a decision computed once beforehand (no UUI decode, no
@@ -35,8 +36,6 @@ VARIANTS = ("full", "no-routing", "no-own-work")
 
 
 def measure(variant: str, rounds: int, warmup: int, seed: int) -> dict[str, float]:
-    from azure.communication.callautomation import CallAutomationClient
-    from azure.core.credentials import AzureKeyCredential
     from azure.functions import meta
     from azure.functions.eventgrid import EventGridEventInConverter
 
@@ -51,7 +50,7 @@ def measure(variant: str, rounds: int, warmup: int, seed: int) -> dict[str, floa
         emu = stack.emu
         app = app_module.current()
         function = stack.function("incoming_call")
-        bare = CallAutomationClient(emu.endpoint, AzureKeyCredential(emu.access_key))
+        bare = app.actions.client  # the same client: the ratio is our Python work's alone
         first = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
         [envelope] = events.envelopes([first])
         call = events.incoming_call(envelope)
@@ -62,7 +61,7 @@ def measure(variant: str, rounds: int, warmup: int, seed: int) -> dict[str, floa
             text = OperationContext.for_call(call.correlation_id, decision, call.leg).to_json(app.actions.sealer)
             setattr(OperationContext, "to_json", lambda _self, _sealer, deterministic=False: text)  # noqa: B010
             app._log_call = lambda *_args: None  # type: ignore[method-assign]
-        samples: dict[str, list[float]] = {"fn": [], "B": []}
+        samples: dict[str, list[float]] = {"fn": [], "C": []}
         answered = 0
         try:
             for i in range(warmup + rounds):
@@ -75,7 +74,7 @@ def measure(variant: str, rounds: int, warmup: int, seed: int) -> dict[str, floa
                         meta.Datum(type="json", value=json.dumps(event)), trigger_metadata=None
                     )
                     t0 = time.perf_counter_ns()
-                    if side == "B":
+                    if side == "C":
                         bare.answer_call(context, AGENTS_CALLBACK)
                     else:
                         function(decoded)
@@ -103,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant:
         _configure_logging("worker")
         medians: dict[str, Any] = measure(args.variant, args.rounds, args.warmup, args.seed)
-        print(f"{args.variant:14} {medians['fn']:16.0f} {medians['B']:14.0f} {medians['fn'] / medians['B']:7.3f}")
+        print(f"{args.variant:14} {medians['fn']:16.0f} {medians['C']:14.0f} {medians['fn'] / medians['C']:7.3f}")
         return 0
     print(f"handler floor: {args.rounds} interleaved rounds per variant, Python {sys.version.split()[0]}")
-    print(f"{'variant':14} {'function p50 µs':>16} {'bare B p50 µs':>14} {'ratio':>7}", flush=True)
+    print(f"{'variant':14} {'function p50 µs':>16} {'bare C p50 µs':>14} {'ratio':>7}", flush=True)
     for variant in VARIANTS:  # each in a fresh interpreter: the app indexes its functions once
         command = [sys.executable, "-m", "bench.floor", "--variant", variant, "--rounds", str(args.rounds)]
         command += ["--warmup", str(args.warmup), "--seed", str(args.seed)]

@@ -12,7 +12,9 @@ Run:  make bench ARGS=handler     handler overhead
        against the same emulator: a client built with SDK defaults (same requests keep-alive
        transport), the same kind of callback URL (the ``agents`` queue's https URL).
     C: (diagnostic, not part of the ratio) the same bare ``answer_call`` on the app's own client,
-       which separates our Python work from our client settings (retry policy, timeouts).
+       which separates our Python work (A/C) from our client settings (C/B: retry policy, timeouts,
+       and shared/adapters/transport.py's proxy settings read once and quiet header logs, which
+       make the app's request cheaper than an SDK-default client's).
     S: A with the call records on (HANDOFF_STORE: a local Azurite): the same function, the same
        event, on a second app instance whose record writer stores each call after its answer
        request. Its writes are waited for outside the timed region, so they cannot slow another

@@ -29,6 +29,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.policies import RetryPolicy
 
+from shared.adapters import transport
 from shared.adapters.settings import Settings
 from shared.core.acs import CONFLICT_STATUS, PHONE_RAW_ID_PREFIX, STALE_CONTEXT_MARKER
 from shared.core.decision import Action, ActionResult, Decision, OperationContext, Outcome, refusal
@@ -73,9 +74,12 @@ def create_client(settings: Settings, per_retry_policies: Sequence[Any] = ()) ->
         credential,
         retry_policy=retry,
         per_retry_policies=list(per_retry_policies),
-        # A third of the deadline per attempt leaves room for retries after a stalled response.
-        connection_timeout=min(3.0, settings.deadline_seconds / 3),
-        read_timeout=max(1.0, settings.deadline_seconds / 3),
+        **transport.client_options(
+            settings.acs_endpoint,
+            # A third of the deadline per attempt leaves room for retries after a stalled response.
+            connection_timeout=min(3.0, settings.deadline_seconds / 3),
+            read_timeout=max(1.0, settings.deadline_seconds / 3),
+        ),
     )
 
 

@@ -101,15 +101,21 @@ class CallStore:
     def _new_client(self, timeout: float) -> Any:
         from azure.data.tables import TableClient  # here: never on a cold start's path to the first answer
 
+        from shared.adapters import transport
+
         store, table = self.store, self.table
         # retry_total=0: the flow falls back at once, and the record writer retries on its own terms.
-        options: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout, "retry_total": 0}
+        options: dict[str, Any] = {"retry_total": 0}
         if _is_endpoint(store):
             from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
             client_id = self.azure_client_id
             credential: Any = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
+            options |= transport.client_options(store, connection_timeout=timeout, read_timeout=timeout)
             return TableClient(endpoint=store, table_name=table, credential=credential, **options)
+        # The table endpoint a connection string names (TableEndpoint, or the account's), for its proxies.
+        endpoint = TableClient.from_connection_string(store, table_name=table).url
+        options |= transport.client_options(endpoint, connection_timeout=timeout, read_timeout=timeout)
         return TableClient.from_connection_string(store, table_name=table, **options)
 
     @contextmanager
