@@ -5,6 +5,8 @@
     make bench ARGS=cold       cold first answer as deployed, telemetry off and on (bench/cold.py)
     make bench ARGS=load       bounded load test on loopback (bench/load.py)
     make bench ARGS=floor      how low the handler ratio can go, parts of the work taken away (bench/floor.py)
+    make bench ARGS=client     what each of the Call Automation client's HTTP settings saves (bench/client.py)
+    make bench ARGS=phases     the handler's own steps, timed in place (bench/phases.py)
     make bench ARGS=scale      2-4 app instances sharing one store, duplicates, callbacks and faults
                                crossing instances (bench/scale.py)
     make bench ARGS=all        core, handler, cold and load, one after the other (the default)

@@ -1,0 +1,84 @@
+"""What each of the Call Automation client's HTTP settings saves (a diagnostic for BENCHMARKS.md,
+"Handler overhead"): the same bare ``answer_call`` on four clients, interleaved round by round in a
+random order against one loopback emulator, with logging set up as the Functions worker does.
+
+Run:  make bench ARGS=client       (or .venv/bin/python -m bench.client [--rounds N])
+
+- defaults: ``CallAutomationClient(endpoint, key)``, the SDK's defaults (bench/handler.py's B);
+- env-once: the proxy and CA-bundle variables read once (``use_env_settings=False``), header logs as default;
+- quiet-log: azure-core's header logs to the silent ``handoff.wire`` logger, the environment read per request;
+- app: both, exactly as shared/adapters/transport.py builds them (what the app's client uses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import random
+import statistics
+import sys
+import time
+from typing import Any
+
+from bench.handler import AGENTS_CALLBACK, CALLED, CALLER, _caught_up, _configure_logging, _wait_until
+
+
+def measure(rounds: int, warmup: int, seed: int) -> dict[str, float]:
+    from azure.communication.callautomation import CallAutomationClient
+    from azure.core.credentials import AzureKeyCredential
+    from azure.core.pipeline.policies import HttpLoggingPolicy
+    from azure.core.pipeline.transport import RequestsTransport
+
+    from local.stack import running_stack
+    from shared.adapters import transport
+
+    rng = random.Random(seed)
+    with running_stack() as stack:
+        emu = stack.emu
+        key = AzureKeyCredential(emu.access_key)
+        app_options = transport.client_options(emu.endpoint, connection_timeout=3.0, read_timeout=3.0)
+        quiet = HttpLoggingPolicy(logger=logging.getLogger(transport.WIRE_LOGGER))
+        clients: dict[str, Any] = {
+            "defaults": CallAutomationClient(emu.endpoint, key),
+            "env-once": CallAutomationClient(emu.endpoint, key, transport=RequestsTransport(use_env_settings=False)),
+            "quiet-log": CallAutomationClient(emu.endpoint, key, http_logging_policy=quiet),
+            "app": CallAutomationClient(emu.endpoint, key, **app_options),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in clients}
+        answered = 0
+        for i in range(warmup + rounds):
+            order = list(clients)
+            rng.shuffle(order)
+            for name in order:
+                context = emu.incoming_call(caller=CALLER, callee=CALLED)["data"]["incomingCallContext"]
+                t0 = time.perf_counter_ns()
+                clients[name].answer_call(context, AGENTS_CALLBACK)
+                elapsed = (time.perf_counter_ns() - t0) / 1000
+                answered += 1
+                _wait_until(functools.partial(_caught_up, emu, answered))
+                if i >= warmup:
+                    samples[name].append(elapsed)
+            if (i + 1) % 50 == 0:
+                emu.clear()
+                answered = 0
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.client", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    _configure_logging("worker")
+    medians = measure(args.rounds, args.warmup, args.seed)
+    print(f"client settings: {args.rounds} interleaved rounds, bare answer_call, Python {sys.version.split()[0]}")
+    print(f"{'client':10} {'p50 µs':>8} {'ratio':>7}")
+    for name, median in medians.items():
+        print(f"{name:10} {median:8.0f} {median / medians['defaults']:7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
