@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,25 +82,53 @@ def test_every_request_says_what_it_expects_and_its_body_is_json() -> None:
     assert {"local", "app", "eventGridKey"} <= set(variables)
     assert len(requests) >= 7
     for request in requests:
-        assert request.expect in (200, 202, 401), request.title
-        json.loads(substitute(request.body, variables))
+        assert request.expect in (200, 202, 401, 404), request.title
+        if request.method == "POST":
+            json.loads(substitute(request.body, variables))
+        else:
+            assert (request.method, request.body) == ("GET", ""), request.title
         assert request.url.startswith(("{{local}}/", "https://{{app}}/")), request.title
+        if "/api/calls/" in request.url:  # a lookup always carries the function key, one way or the other
+            given = request.headers.get("x-functions-key") == "{{functionKey}}"
+            assert given or request.url.endswith("?code={{functionKey}}"), request.title
         if "/runtime/webhooks/eventgrid" in request.url:
             assert request.headers["aeg-event-type"] in ("Notification", "SubscriptionValidation")
             assert request.url.startswith("{{local}}") or "code={{eventGridKey}}" in request.url
 
 
+def _get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
 def test_the_local_requests_get_what_their_titles_promise_from_the_running_stack(
-    stack: Any, decisions: list[dict[str, Any]]
+    stack: Any, azurite: Any, decisions: list[dict[str, Any]]
 ) -> None:
+    # As `make run` serves it: the call records on, in Azurite (a table of this test's own).
+    app = stack.restart(HANDOFF_STORE=azurite.connection_string, HANDOFF_STORE_TABLE="t" + secrets.token_hex(6))
     variables, requests = parse(TEST_HTTP.read_text(encoding="utf-8"))
     variables["local"] = stack.host.url
+    variables["functionKey"] = stack.host.function_key
     local = [r for r in requests if r.url.startswith("{{local}}")]
-    assert len(local) == 4
+    assert len(local) == 5
     for request in local:
         before = len(decisions)
-        body = json.loads(substitute(request.body, variables))
         headers = {k: v for k, v in request.headers.items() if k.lower() != "content-type"}
+        headers = {k: substitute(v, variables) for k, v in headers.items()}
+        if request.method == "GET":
+            assert app.records is not None and app.records.flush(10)  # written in the background, in ms
+            status, answer = _get(substitute(request.url, variables), headers)
+            assert status == request.expect, request.title
+            record = json.loads(answer)
+            # The first call's record: its queue, and its sensitive account number masked by default.
+            assert (record["correlation_id"], record["queue"]) == (variables["correlationId"], "billing")
+            assert record["context"]["AccountNumber"] == "***"
+            assert record["context"]["Intent"] == "billing"
+            continue
+        body = json.loads(substitute(request.body, variables))
         status, _ = post_json(substitute(request.url, variables), body, headers)
         assert status == request.expect, request.title
         if promised := re.search(r"rule ([\w-]+), queue ([\w-]+)", request.title):
