@@ -390,8 +390,10 @@ def start(env: dict[str, str] | None = None, client: Any = None) -> App:
     sealer = Sealer(cfg.context_keys) if cfg.context_keys else None
     if sealer is not None and any(ws.sensitive for ws in table.workstreams):
         # The first transfer call seals its sensitive values: load AES-GCM now, beside the start-up,
-        # rather than on that call's path.
-        threading.Thread(target=prewarm, name="handoff-prewarm", daemon=True).start()
+        # rather than on that call's path. Not a daemon: a process that ends while a daemon thread
+        # is inside cryptography's Rust module init aborts ("FATAL: exception not rethrown", SIGABRT:
+        # the thread is unwound through a frame that catches the unwind). Exit waits for the import.
+        threading.Thread(target=prewarm, name="handoff-prewarm").start()
     actions = CallActions(cfg, client or create_client(cfg, telemetry.call_automation_policies()), sealer)
     _current = App(cfg, table, actions)
     return _current
