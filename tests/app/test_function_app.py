@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-
 import datetime as dt
 import json
 import subprocess
