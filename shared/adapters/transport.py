@@ -1,13 +1,15 @@
-"""The HTTP settings of the Call Automation client: what azure-core would do on every request, done once.
+"""The HTTP settings of the app's Azure clients (Call Automation, the call store): what azure-core
+would do on every request, done once.
 
 Both changes are about the time between a ringing call's event and its answer request, measured
-side by side in bench/handler.py (BENCHMARKS.md, "Handler overhead"):
+side by side in bench/handler.py and bench/client.py (BENCHMARKS.md, "Handler overhead"):
 
 - requests reads the proxy and CA-bundle variables on every request (``trust_env``):
   ``merge_environment_settings`` costs ~80 µs with 39 variables here (``make bench ARGS=client``)
-  and scans them all, so it grows with them; on Functions every app setting is one. The client talks to one endpoint and an app's settings change only with a
-  restart, so they are read once, at start, with requests' own rules (``NO_PROXY`` included), and
-  handed to the transport: a proxy set in the app settings is still used.
+  and scans them all, so it grows with them; on Functions every app setting is one. A client talks
+  to one endpoint and an app's settings change only with a restart, so they are read once, at
+  start, with requests' own rules (``NO_PROXY`` included), and handed to the transport: a proxy
+  set in the app settings is still used.
 - azure-core's HttpLoggingPolicy formats every request's and response's headers at INFO for the
   root logger, which the Functions worker forwards to the host, where host.json drops the
   functions' user logs and the exporter keeps only the ``handoff`` logger: work for nobody. They go
