@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from shared.adapters import call_automation, settings
+from tests.adapters.loopback import reply_json
 
 GOOD = {
     "ACS_ENDPOINT": "http://127.0.0.1:9",
@@ -28,14 +28,9 @@ class _IdentityEndpoint(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
         type(self).requests.append({"query": query, "header": self.headers.get("X-IDENTITY-HEADER")})
-        body = json.dumps(
-            {"access_token": "token-for-the-test", "expires_on": "4102444800", "token_type": "Bearer"}
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply_json(
+            self, 200, {"access_token": "token-for-the-test", "expires_on": "4102444800", "token_type": "Bearer"}
+        )
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -4,7 +4,6 @@ honoured, the CA bundle is kept, and azure-core's header logs stay out of the wo
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
 from shared.adapters import call_automation, settings, transport
+from tests.adapters.loopback import reply_json
 
 AZURE_CORE_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 
@@ -27,12 +27,7 @@ class _Recorder(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.server.seen.append(self.path)  # type: ignore[attr-defined]
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"error": {"code": "8523", "message": "recorded by the test"}}).encode()
-        self.send_response(400)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply_json(self, 400, {"error": {"code": "8523", "message": "recorded by the test"}})
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
