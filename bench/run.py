@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from local import loopback
+
 ROOT = Path(__file__).resolve().parent.parent
 
 COMMANDS: dict[str, list[str]] = {
@@ -35,6 +37,7 @@ COMMANDS: dict[str, list[str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    loopback.direct()  # every benchmark runs on loopback; its interpreters inherit this
     args = list(sys.argv[1:] if argv is None else argv)
     name = args.pop(0) if args else "all"
     if name in ("-h", "--help"):

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from local import loopback
 from local.azurite import Azurite, AzuriteError
 from local.host import LocalHost
 from local.report import EXPECT_KEYS, OPERATIONS, Claim, Reporter
@@ -230,6 +231,7 @@ def replay(host: LocalHost, reporter: Reporter, calls: list[CallFile], source: P
 
 
 def main(argv: list[str] | None = None) -> int:
+    loopback.direct()  # before any client reads the proxy variables
     parser = argparse.ArgumentParser(prog="make run", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--once", action="store_true", help="exit after the replay (status 0 if every call got what it expects)"

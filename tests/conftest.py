@@ -9,6 +9,11 @@ from typing import Any
 
 import pytest
 
+from local import loopback
+
+# Every test talks to loopback only, whatever proxy the shell running them names (local/loopback.py).
+loopback.direct()
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 EXAMPLES = ROOT / "examples"

@@ -5,10 +5,7 @@ honoured, the CA bundle is kept, and azure-core's header logs stay out of the wo
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from azure.communication.callautomation import CallAutomationClient
@@ -16,47 +13,17 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
 from shared.adapters import call_automation, settings, transport
-from tests.adapters.loopback import reply_json
+from tests.adapters.loopback import RecordingServer
 
 AZURE_CORE_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """Records each request line's target and answers 400 (not retried: one request per call)."""
-
-    def do_POST(self) -> None:
-        self.server.seen.append(self.path)  # type: ignore[attr-defined]
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        reply_json(self, 400, {"error": {"code": "8523", "message": "recorded by the test"}})
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server:
-    def __init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-        self.httpd.seen = []  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def seen(self) -> list[str]:
-        return self.httpd.seen  # type: ignore[attr-defined,no-any-return]
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
-def acs_and_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, _Server]]:
+def acs_and_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RecordingServer, RecordingServer]]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-    acs, proxy = _Server(), _Server()
+    acs, proxy = RecordingServer(), RecordingServer()
     try:
         yield acs, proxy
     finally:
@@ -64,7 +31,7 @@ def acs_and_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, _S
         proxy.stop()
 
 
-def _client_for(acs: _Server) -> CallAutomationClient:
+def _client_for(acs: RecordingServer) -> CallAutomationClient:
     cfg = settings.load(
         {"ACS_ENDPOINT": acs.url, "ACS_ACCESS_KEY": "a2V5", "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks"}
     )
@@ -77,7 +44,7 @@ def _answer(client: CallAutomationClient) -> None:
 
 
 def test_a_proxy_in_the_settings_carries_the_requests(
-    acs_and_proxy: tuple[_Server, _Server], monkeypatch: pytest.MonkeyPatch
+    acs_and_proxy: tuple[RecordingServer, RecordingServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     acs, proxy = acs_and_proxy
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
@@ -88,7 +55,7 @@ def test_a_proxy_in_the_settings_carries_the_requests(
 
 
 def test_no_proxy_covering_the_endpoint_goes_direct(
-    acs_and_proxy: tuple[_Server, _Server], monkeypatch: pytest.MonkeyPatch
+    acs_and_proxy: tuple[RecordingServer, RecordingServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     acs, proxy = acs_and_proxy
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
@@ -99,7 +66,7 @@ def test_no_proxy_covering_the_endpoint_goes_direct(
 
 
 def test_the_proxy_settings_are_read_once_at_start(
-    acs_and_proxy: tuple[_Server, _Server], monkeypatch: pytest.MonkeyPatch
+    acs_and_proxy: tuple[RecordingServer, RecordingServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     acs, proxy = acs_and_proxy
     client = _client_for(acs)
@@ -137,7 +104,7 @@ def test_the_timeouts_reach_the_transport() -> None:
 
 
 def test_request_and_response_headers_are_not_logged_for_the_worker(
-    acs_and_proxy: tuple[_Server, _Server], caplog: pytest.LogCaptureFixture
+    acs_and_proxy: tuple[RecordingServer, RecordingServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     acs, _ = acs_and_proxy
     caplog.set_level(logging.INFO)  # the Functions worker's root logger
@@ -151,7 +118,7 @@ def test_request_and_response_headers_are_not_logged_for_the_worker(
 
 
 def test_the_wire_logger_brings_them_back_for_troubleshooting(
-    acs_and_proxy: tuple[_Server, _Server], caplog: pytest.LogCaptureFixture
+    acs_and_proxy: tuple[RecordingServer, RecordingServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     acs, _ = acs_and_proxy
     caplog.set_level(logging.INFO)

@@ -23,6 +23,7 @@ import pytest
 from local.run import CallsError, _events_from_invite, load_calls
 from local.stack import post_json
 from shared.core import events, routing
+from tests.adapters.loopback import RecordingServer
 from tests.conftest import DATA, EXAMPLES, ROOT, run_python
 
 CALLS = EXAMPLES / "calls"
@@ -69,6 +70,30 @@ def test_make_run_once_replays_every_bundled_call_and_exits_0_when_each_got_its_
         assert f"rule {entry['expect']['rule']} → queue {entry['expect']['queue']}" in lines[line + 2]
     assert "500112233445" not in result.stdout  # sensitive values are masked
     assert "AccountNumber=***" in result.stdout
+    assert "Every call got its expected action." in result.stdout
+
+
+def test_make_run_stays_on_loopback_when_the_shell_names_a_proxy() -> None:
+    """A corporate shell's HTTP_PROXY without NO_PROXY: before local/loopback.py, the replay's posts to
+    the local host went to the proxy (urllib and requests both proxy 127.0.0.1 unless told not to),
+    and so would the app's requests to the emulator and the store's to Azurite."""
+    proxy = RecordingServer()  # on loopback too: what reaches it would have left the machine
+    try:
+        env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
+        env |= {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "HTTPS_PROXY": proxy.url}
+        result = subprocess.run(
+            [sys.executable, "-m", "local.run", "--once"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        proxy.stop()
+    assert proxy.seen == []
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "Every call got its expected action." in result.stdout
 
 

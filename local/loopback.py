@@ -1,0 +1,23 @@
+"""Local runs stay on loopback whatever proxy the developer's shell names.
+
+requests and urllib take ``HTTP_PROXY``/``HTTPS_PROXY`` from the environment, and a corporate shell
+often sets one without ``NO_PROXY`` covering 127.0.0.1: the app's requests to the emulator, the
+store's to Azurite and the tests' own would then go to that proxy. It cannot serve them (its
+127.0.0.1 is its own machine), and nothing of a local run may leave this one. ``make run``,
+``make test`` and ``make bench`` call :func:`direct` first; the processes they start inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: What NO_PROXY must name so that every loopback request goes direct (requests and urllib both
+#: match these names exactly; requests also takes CIDR blocks, urllib does not).
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def direct() -> None:
+    """Add the loopback names to NO_PROXY and no_proxy (both spellings are read), keeping what is there."""
+    for name in ("NO_PROXY", "no_proxy"):
+        present = [host.strip() for host in os.environ.get(name, "").split(",") if host.strip()]
+        os.environ[name] = ",".join([*present, *(host for host in LOOPBACK if host not in present)])
