@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -12,6 +13,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.stack import Stack
 from tests.conftest import ROUTING_WITH_TRANSFER_FALLBACK
+
+
+def with_transfer_fallback(stack: Stack, tmp_path: Path, **settings: str) -> None:
+    """Restart the app on the example routing whose workstream falls back to a transfer queue."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
+    stack.restart(HANDOFF_CONFIG=str(path), **settings)
 
 
 def operations(stack: Stack, event: dict) -> list[str]:
@@ -94,9 +102,7 @@ def test_a_valid_callback_is_accepted(stack: Stack) -> None:
 
 
 def test_a_failed_transfer_tries_the_fallback_queue_once_with_the_context(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
-    stack.restart(HANDOFF_CONFIG=str(path))
+    with_transfer_fallback(stack, tmp_path)
     stack.emu.fail_transfer_to("+14255550123")
     event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
     assert stack.post([event])[0] == 202
@@ -115,9 +121,7 @@ def test_when_the_fallback_transfer_fails_too_the_call_is_hung_up_with_the_reaso
     tmp_path,
     caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
-    stack.restart(HANDOFF_CONFIG=str(path))
+    with_transfer_fallback(stack, tmp_path)
     stack.emu.fail_transfer_to("+14255550123")
     stack.emu.fail_transfer_to("+14255550188", message="Target busy. (emulated)")
     event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
@@ -162,9 +166,7 @@ def test_a_transfer_request_refused_outright_still_ends_in_a_defined_outcome(sta
 
 
 def test_a_refused_transfer_tries_the_fallback_queue(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
-    stack.restart(HANDOFF_CONFIG=str(path))
+    with_transfer_fallback(stack, tmp_path)
     stack.emu.inject("transfer", status=403)
     event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
     assert stack.post([event])[0] == 202
@@ -319,9 +321,7 @@ def test_a_transfer_refused_for_a_while_is_retried_before_any_fallback(
 
 
 def test_a_transfer_refused_until_the_deadline_then_goes_to_the_fallback_queue(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
-    stack.restart(HANDOFF_CONFIG=str(path), HANDOFF_DEADLINE_SECONDS="1.5")
+    with_transfer_fallback(stack, tmp_path, HANDOFF_DEADLINE_SECONDS="1.5")
     stack.emu.inject("transfer", status=503, times=100, target="+14255550123")
     event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
     assert stack.post([event])[0] == 202
@@ -356,9 +356,7 @@ def test_a_call_that_falls_back_ends_with_the_reason_and_the_fallback_logged(
     tmp_path,
     caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING_WITH_TRANSFER_FALLBACK)
-    stack.restart(HANDOFF_CONFIG=str(path))
+    with_transfer_fallback(stack, tmp_path)
     stack.emu.fail_transfer_to("+14255550123", message="No agent answered. (emulated)")
     event = stack.call(sip={"User-To-User": "Intent=billing;Priority=9"})
     with caplog.at_level("INFO", logger="handoff"):
