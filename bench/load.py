@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import dataclasses
 import http.client
 import json
 import logging
@@ -192,17 +193,28 @@ def deliver(poster: Poster, events: list[dict[str, Any]], call: Call, lock: thre
         time.sleep(0.2)
 
 
-def run_call(poster: Poster, emu: Any, call: Call, deadline: float, lock: threading.Lock) -> None:
+def ready(
+    emu: Any, event: dict[str, Any], fault: tuple[int, int] | None, deadline: float, new_id: bool
+) -> dict[str, Any] | None:
+    """Ready a call's ``event`` to ring now: its time, its injected ``fault`` (status, times), and its
+    second delivery (the same event, or the same call under a new event id). None once past the deadline."""
     if time.monotonic() > deadline:
-        return
-    now_text(call.event)
-    if call.fault is not None:
-        status, times = call.fault
+        return None
+    now_text(event)
+    if fault is not None:
+        status, times = fault
         emu.inject("*", status=status, retry_after=0.05 if status == 429 else None, times=times)
-    second = call.event
-    if call.pattern.startswith("same-correlation"):
-        second = copy.deepcopy(call.event)
-        second["id"] = str(uuid.uuid4())
+    if not new_id:
+        return event
+    second = copy.deepcopy(event)
+    second["id"] = str(uuid.uuid4())
+    return second
+
+
+def run_call(poster: Poster, emu: Any, call: Call, deadline: float, lock: threading.Lock) -> None:
+    second = ready(emu, call.event, call.fault, deadline, new_id=call.pattern.startswith("same-correlation"))
+    if second is None:
+        return
     call.started = time.monotonic()
     if call.pattern == "once":
         deliver(poster, [call.event], call, lock)
@@ -356,7 +368,7 @@ def _time_callbacks(host: Any) -> list[tuple[float, bytes]]:
 
         return wrapper
 
-    host.http = [(route, methods, timed(user)) for route, methods, user in host.http]
+    host.http = [dataclasses.replace(function, user=timed(function.user)) for function in host.http]
     return arrivals
 
 

@@ -66,7 +66,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import copy
 import http.client
 import itertools
 import json
@@ -77,7 +76,6 @@ import secrets
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,7 +85,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.load import WANTED, actions_by_call, now_text, percentile
+from bench.load import WANTED, actions_by_call, percentile, ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLS = ROOT / "examples" / "calls"
@@ -436,16 +434,9 @@ def deliver(instances: Instances, instance: int, event: dict[str, Any], call: Ca
 
 
 def run_call(instances: Instances, emu: Any, call: Call, deadline: float, lock: threading.Lock) -> None:
-    if time.monotonic() > deadline:
+    second = ready(emu, call.event, call.fault, deadline, new_id="new-id" in call.pattern)
+    if second is None:
         return
-    now_text(call.event)
-    if call.fault is not None:
-        status, times = call.fault
-        emu.inject("*", status=status, retry_after=0.05 if status == 429 else None, times=times)
-    second = call.event
-    if "new-id" in call.pattern:
-        second = copy.deepcopy(call.event)
-        second["id"] = str(uuid.uuid4())
     first = instances.next()
     other = instances.other(first)
     call.started = time.monotonic()
