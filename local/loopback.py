@@ -1,10 +1,11 @@
 """Local runs stay on loopback whatever proxy the developer's shell names.
 
 requests and urllib take ``HTTP_PROXY``/``HTTPS_PROXY`` from the environment, and a corporate shell
-often sets one without ``NO_PROXY`` covering 127.0.0.1: the app's requests to the emulator, the
-store's to Azurite and the tests' own would then go to that proxy. It cannot serve them (its
+often sets one without ``NO_PROXY`` covering 127.0.0.1: make run's replay, the tests' and the
+benches' own requests to the local host would then go to that proxy. It cannot serve them (its
 127.0.0.1 is its own machine), and nothing of a local run may leave this one. ``make run``,
 ``make test`` and ``make bench`` call :func:`direct` first; the processes they start inherit it.
+(The app's own clients never proxy a loopback endpoint: shared/adapters/transport.py.)
 """
 
 from __future__ import annotations

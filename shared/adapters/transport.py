@@ -9,7 +9,7 @@ side by side in bench/handler.py and bench/client.py (BENCHMARKS.md, "Handler ov
   and scans them all, so it grows with them; on Functions every app setting is one. A client talks
   to one endpoint and an app's settings change only with a restart, so they are read once, at
   start, with requests' own rules (``NO_PROXY`` included), and handed to the transport: a proxy
-  set in the app settings is still used.
+  set in the app settings is still used (never for a loopback endpoint, which no proxy can reach).
 - azure-core's HttpLoggingPolicy formats every request's and response's headers at INFO for the
   root logger, which the Functions worker forwards to the host, where host.json drops the
   functions' user logs and the exporter keeps only the ``handoff`` logger: work for nobody. They go
@@ -18,9 +18,11 @@ side by side in bench/handler.py and bench/client.py (BENCHMARKS.md, "Handler ov
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.pipeline.policies import HttpLoggingPolicy
 from azure.core.pipeline.transport import RequestsTransport
@@ -31,8 +33,21 @@ WIRE_LOGGER = "handoff.wire"
 
 
 def environment_proxies(endpoint: str) -> dict[str, str]:
-    """The proxies requests would use for ``endpoint`` from the environment ({} when NO_PROXY covers it)."""
-    return dict(get_environ_proxies(endpoint))
+    """The proxies requests would use for ``endpoint`` from the environment ({} when NO_PROXY covers
+    it), and none for a loopback endpoint (Azurite for `handoff calls`, the local emulator): a proxy
+    cannot reach this machine's loopback, its 127.0.0.1 is its own."""
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost" or _is_loopback_address(host):
+        return {}
+    # urllib reports NO_PROXY as "no": already applied to this endpoint, it is not a proxy.
+    return {scheme: url for scheme, url in get_environ_proxies(endpoint).items() if scheme != "no"}
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def environment_ca_bundle() -> str | None:

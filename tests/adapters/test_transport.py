@@ -31,9 +31,14 @@ def acs_and_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RecordingSe
         proxy.stop()
 
 
-def _client_for(acs: RecordingServer) -> CallAutomationClient:
+#: An ACS endpoint only the loopback proxy ever hears of: nothing resolves or connects to it (.invalid,
+#: RFC 2606), so a request that went direct instead would fail, not leave the machine.
+REMOTE_ACS = "http://acs.handoff.invalid"
+
+
+def _client_for(endpoint: str) -> CallAutomationClient:
     cfg = settings.load(
-        {"ACS_ENDPOINT": acs.url, "ACS_ACCESS_KEY": "a2V5", "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks"}
+        {"ACS_ENDPOINT": endpoint, "ACS_ACCESS_KEY": "a2V5", "HANDOFF_CALLBACK_URL": "https://x.example/api/callbacks"}
     )
     return call_automation.create_client(cfg)
 
@@ -43,37 +48,53 @@ def _answer(client: CallAutomationClient) -> None:
         client.answer_call("context", "https://x.example/api/callbacks")
 
 
+def _paths(seen: list[str]) -> list[str]:
+    return [target.split("?")[0] for target in seen]
+
+
 def test_a_proxy_in_the_settings_carries_the_requests(
     acs_and_proxy: tuple[RecordingServer, RecordingServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    acs, proxy = acs_and_proxy
+    _, proxy = acs_and_proxy
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    _answer(_client_for(acs))
-    # A forward proxy receives the absolute URL; the endpoint itself is never reached directly.
-    assert [target.split("?")[0] for target in proxy.seen] == [f"{acs.url}/calling/callConnections:answer"]
-    assert acs.seen == []
+    _answer(_client_for(REMOTE_ACS))
+    # A forward proxy receives the absolute URL.
+    assert _paths(proxy.seen) == [f"{REMOTE_ACS}/calling/callConnections:answer"]
 
 
-def test_no_proxy_covering_the_endpoint_goes_direct(
+def test_no_proxy_covering_the_endpoint_leaves_it_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.setenv("NO_PROXY", "handoff.invalid")
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert transport.environment_proxies(REMOTE_ACS) == {}
+    monkeypatch.setenv("NO_PROXY", "other.invalid")
+    assert transport.environment_proxies(REMOTE_ACS) == {"http": "http://127.0.0.1:9"}
+
+
+def test_a_loopback_endpoint_goes_direct_whatever_proxy_is_set(
     acs_and_proxy: tuple[RecordingServer, RecordingServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`handoff calls` against make run's Azurite, or the app against the local emulator, from a
+    shell with a proxy: the proxy could not reach this machine's 127.0.0.1."""
     acs, proxy = acs_and_proxy
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    _answer(_client_for(acs))
-    assert [target.split("?")[0] for target in acs.seen] == ["/calling/callConnections:answer"]
+    _answer(_client_for(acs.url))
+    assert _paths(acs.seen) == ["/calling/callConnections:answer"]
     assert proxy.seen == []
+    for endpoint in ("http://localhost:9", "http://[::1]:9", "http://127.0.0.2:9"):
+        assert transport.environment_proxies(endpoint) == {}, endpoint
 
 
 def test_the_proxy_settings_are_read_once_at_start(
     acs_and_proxy: tuple[RecordingServer, RecordingServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    acs, proxy = acs_and_proxy
-    client = _client_for(acs)
-    monkeypatch.setenv("HTTP_PROXY", proxy.url)  # an app setting changes only with a restart
+    _, proxy = acs_and_proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    client = _client_for(REMOTE_ACS)
+    monkeypatch.delenv("HTTP_PROXY")  # an app setting changes only with a restart
     _answer(client)
-    assert len(acs.seen) == 1
-    assert proxy.seen == []
+    assert len(proxy.seen) == 1
 
 
 def test_a_ca_bundle_from_the_environment_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +134,7 @@ def test_request_and_response_headers_are_not_logged_for_the_worker(
     _answer(CallAutomationClient(acs.url, key))
     assert [r.name for r in caplog.records].count(AZURE_CORE_HTTP_LOGGER) == 2
     caplog.clear()
-    _answer(_client_for(acs))
+    _answer(_client_for(acs.url))
     assert [r for r in caplog.records if r.levelno < logging.WARNING] == []
 
 
@@ -123,7 +144,7 @@ def test_the_wire_logger_brings_them_back_for_troubleshooting(
     acs, _ = acs_and_proxy
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.INFO, logger=transport.WIRE_LOGGER)
-    _answer(_client_for(acs))
+    _answer(_client_for(acs.url))
     wire = [r for r in caplog.records if r.name == transport.WIRE_LOGGER]
     assert len(wire) == 2
     assert "Authorization" in wire[0].getMessage()
