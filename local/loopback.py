@@ -17,8 +17,17 @@ import os
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+#: The variables that name a proxy for requests and urllib (either case).
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
 def direct() -> None:
-    """Add the loopback names to NO_PROXY and no_proxy (both spellings are read), keeping what is there."""
+    """Add the loopback names to NO_PROXY and no_proxy (both spellings are read), keeping what is
+    there, when a proxy is named. Without one the environment is left as it is: a NO_PROXY that
+    matches lets requests skip its per-request scan of the environment, which would make the
+    benchmarks' SDK-default client cheaper than it is where no NO_PROXY is set (as in Azure)."""
+    if not any(os.environ.get(name) or os.environ.get(name.lower()) for name in PROXY_VARIABLES):
+        return
     for name in ("NO_PROXY", "no_proxy"):
         present = [host.strip() for host in os.environ.get(name, "").split(",") if host.strip()]
         os.environ[name] = ",".join([*present, *(host for host in LOOPBACK if host not in present)])
