@@ -19,10 +19,10 @@ import os
 import random
 import statistics
 import sys
-import time
+from collections.abc import Callable
 from typing import Any
 
-from bench.handler import AGENTS_CALLBACK, CALLED, CALLER, _caught_up, _configure_logging, _wait_until
+from bench.handler import AGENTS_CALLBACK, CALLED, CALLER, _configure_logging, interleaved
 
 
 def measure(rounds: int, warmup: int, seed: int) -> dict[str, float]:
@@ -46,23 +46,15 @@ def measure(rounds: int, warmup: int, seed: int) -> dict[str, float]:
             "quiet-log": CallAutomationClient(emu.endpoint, key, http_logging_policy=quiet),
             "app": CallAutomationClient(emu.endpoint, key, **app_options),
         }
-        samples: dict[str, list[float]] = {name: [] for name in clients}
-        answered = 0
-        for i in range(warmup + rounds):
-            order = list(clients)
-            rng.shuffle(order)
-            for name in order:
+
+        def side(client: Any) -> Callable[[], Callable[[], Any]]:
+            def prepare() -> Callable[[], Any]:
                 context = emu.incoming_call(caller=CALLER, callee=CALLED)["data"]["incomingCallContext"]
-                t0 = time.perf_counter_ns()
-                clients[name].answer_call(context, AGENTS_CALLBACK)
-                elapsed = (time.perf_counter_ns() - t0) / 1000
-                answered += 1
-                _wait_until(functools.partial(_caught_up, emu, answered))
-                if i >= warmup:
-                    samples[name].append(elapsed)
-            if (i + 1) % 50 == 0:
-                emu.clear()
-                answered = 0
+                return functools.partial(client.answer_call, context, AGENTS_CALLBACK)
+
+            return prepare
+
+        samples = interleaved(emu, {name: side(c) for name, c in clients.items()}, rounds, warmup, rng, block=50)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

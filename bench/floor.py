@@ -27,10 +27,10 @@ import random
 import statistics
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from typing import Any
 
-from bench.handler import AGENTS_CALLBACK, CALLED, CALLER, SIP_HEADERS, _caught_up, _configure_logging, _wait_until
+from bench.handler import AGENTS_CALLBACK, CALLED, CALLER, SIP_HEADERS, _configure_logging, interleaved
 
 VARIANTS = ("full", "no-routing", "no-own-work")
 
@@ -61,31 +61,22 @@ def measure(variant: str, rounds: int, warmup: int, seed: int) -> dict[str, floa
             text = OperationContext.for_call(call.correlation_id, decision, call.leg).to_json(app.actions.sealer)
             setattr(OperationContext, "to_json", lambda _self, _sealer, deterministic=False: text)  # noqa: B010
             app._log_call = lambda *_args: None  # type: ignore[method-assign]
-        samples: dict[str, list[float]] = {"fn": [], "C": []}
-        answered = 0
+
+        def ringing() -> tuple[str, Any]:
+            event = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
+            decoded = EventGridEventInConverter.decode(
+                meta.Datum(type="json", value=json.dumps(event)), trigger_metadata=None
+            )
+            return event["data"]["incomingCallContext"], decoded
+
+        def side_fn() -> Callable[[], Any]:
+            return functools.partial(function, ringing()[1])
+
+        def side_c() -> Callable[[], Any]:
+            return functools.partial(bare.answer_call, ringing()[0], AGENTS_CALLBACK)
+
         try:
-            for i in range(warmup + rounds):
-                order = list(samples)
-                rng.shuffle(order)
-                for side in order:
-                    event = emu.incoming_call(caller=CALLER, callee=CALLED, sip_headers=SIP_HEADERS)
-                    context = event["data"]["incomingCallContext"]
-                    decoded = EventGridEventInConverter.decode(
-                        meta.Datum(type="json", value=json.dumps(event)), trigger_metadata=None
-                    )
-                    t0 = time.perf_counter_ns()
-                    if side == "C":
-                        bare.answer_call(context, AGENTS_CALLBACK)
-                    else:
-                        function(decoded)
-                    elapsed = (time.perf_counter_ns() - t0) / 1000
-                    answered += 1
-                    _wait_until(functools.partial(_caught_up, emu, answered))
-                    if i >= warmup:
-                        samples[side].append(elapsed)
-                if (i + 1) % 100 == 0:
-                    emu.clear()
-                    answered = 0
+            samples = interleaved(emu, {"fn": side_fn, "C": side_c}, rounds, warmup, rng)
         finally:
             setattr(routing, "route", saved_route)  # noqa: B010
             setattr(OperationContext, "to_json", saved_json)  # noqa: B010

@@ -109,6 +109,40 @@ def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.0005)
 
 
+def interleaved(
+    emu: Any,
+    sides: dict[str, Callable[[], Callable[[], Any]]],
+    rounds: int,
+    warmup: int,
+    rng: random.Random,
+    block: int = 100,
+) -> dict[str, list[float]]:
+    """Each side once per round, in a random order; the µs of each timed call after ``warmup`` rounds.
+
+    A side prepares its call outside the timed region (a fresh ringing call each time) and returns
+    what is timed; after it, the emulator's CallConnected record is waited for, untimed, and its
+    record is cleared every ``block`` rounds. bench/client.py and bench/floor.py measure this way.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    answered = 0
+    for i in range(warmup + rounds):
+        order = list(sides)
+        rng.shuffle(order)
+        for name in order:
+            call = sides[name]()
+            t0 = time.perf_counter_ns()
+            call()
+            elapsed = (time.perf_counter_ns() - t0) / 1000
+            answered += 1
+            _wait_until(functools.partial(_caught_up, emu, answered))
+            if i >= warmup:
+                samples[name].append(elapsed)
+        if (i + 1) % block == 0:
+            emu.clear()
+            answered = 0
+    return samples
+
+
 def overhead(rounds: int = 2000, warmup: int = 200, logging_mode: str = "worker", seed: int = 1) -> dict[str, Any]:
     from azure.communication.callautomation import CallAutomationClient
     from azure.core.credentials import AzureKeyCredential
